@@ -1,0 +1,391 @@
+"""Encoders, decoders, latent spaces, likelihoods and the :class:`VAE` that ties them together.
+
+Design (after YannDubs/disentangling-vae): networks know nothing about probability; a
+:class:`LatentSpace` turns the encoder's flat output into posterior distributions, made of
+*parts* (a Gaussian block, a categorical block, ...) so that a chapter can put an MI term on one
+part only; a :class:`Likelihood` turns the decoder's output into :math:`\\log p(x\\mid z)`.
+Nothing here checks devices: the trainer moves model and data once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import distributions as D
+
+from .distributions import gaussian_log_prob, kl_categorical_uniform, kl_normal_std_normal, std_normal_entropy
+
+__all__ = [
+    "GaussianPart", "CategoricalPart", "LatentSpace", "BernoulliLikelihood", "GaussianLikelihood",
+    "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "VAEOutput", "build_vae",
+]
+
+_ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {list(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
+
+
+# --------------------------------------------------------------------------------------- latents
+class GaussianPart:
+    r"""A block of ``size`` Gaussian latents, :math:`q(z\mid x)=\mathcal N(\mu, \mathrm{diag}\,\sigma^2)`,
+    prior :math:`\mathcal N(0, I)`. Encoder parameters: ``[mu, logvar]`` (``2 * size`` numbers)."""
+
+    kind = "gaussian"
+
+    def __init__(self, size: int, name: str = "z"):
+        if size < 1:
+            raise ValueError(f"latent part {name!r} needs size >= 1, got {size}")
+        self.size, self.name = int(size), name
+        self.n_params = 2 * self.size
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = params.chunk(2, dim=-1)
+        return mu, logvar
+
+    def posterior(self, params: torch.Tensor) -> D.Normal:
+        mu, logvar = self.split(params)
+        return D.Normal(mu, (0.5 * logvar).exp())
+
+    def rsample(self, params: torch.Tensor) -> torch.Tensor:
+        """Reparameterized sample :math:`z = \\mu + \\sigma\\odot\\epsilon` (eq. 25 of the basics chapter)."""
+        mu, logvar = self.split(params)
+        return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return self.split(params)[0]
+
+    def kl(self, params: torch.Tensor) -> torch.Tensor:
+        """Per-dimension KL to the prior, shape ``(batch, size)`` (closed form)."""
+        return kl_normal_std_normal(*self.split(params))
+
+    def sample_prior(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.size, device=device, generator=generator)
+
+    def log_prob(self, params: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log q(z\\mid x)` summed over the part's dimensions."""
+        mu, logvar = self.split(params)
+        return gaussian_log_prob(z, mu, logvar.exp()).sum(-1)
+
+    def prior_entropy(self) -> float:
+        """:math:`H(p(z)) = \\tfrac d2\\log(2\\pi e)`."""
+        return std_normal_entropy(self.size)
+
+
+class CategoricalPart:
+    r"""One categorical latent with ``k`` classes, uniform prior, represented one-hot.
+
+    During training the sample is relaxed with the Gumbel-softmax / Concrete distribution
+    (``torch.distributions.RelaxedOneHotCategorical``) at ``temperature``; in evaluation mode
+    (``hard=True``) it is the exact one-hot sample. Encoder parameters: ``k`` logits.
+    """
+
+    kind = "categorical"
+
+    def __init__(self, k: int, temperature: float = 0.67, name: str = "c"):
+        if k < 2:
+            raise ValueError(f"categorical part {name!r} needs k >= 2, got {k}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.k, self.size, self.n_params, self.name = int(k), int(k), int(k), name
+        self.temperature = float(temperature)
+
+    def split(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+    def posterior(self, params: torch.Tensor) -> D.OneHotCategorical:
+        return D.OneHotCategorical(logits=params)
+
+    def rsample(self, params: torch.Tensor, hard: bool = False) -> torch.Tensor:
+        if hard:
+            return D.OneHotCategorical(logits=params).sample()
+        t = torch.tensor(self.temperature, device=params.device, dtype=params.dtype)
+        return D.RelaxedOneHotCategorical(t, logits=params).rsample()
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(params.argmax(-1), self.k).to(params.dtype)
+
+    def kl(self, params: torch.Tensor) -> torch.Tensor:
+        """KL to the uniform prior, shape ``(batch, 1)``."""
+        return kl_categorical_uniform(params).unsqueeze(-1)
+
+    def sample_prior(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        idx = torch.randint(self.k, (n,), device=device, generator=generator)
+        return F.one_hot(idx, self.k).float()
+
+    def log_prob(self, params: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log q(c\\mid x)` for one-hot (or relaxed) ``c``: :math:`\\sum_k c_k\\log\\pi_k`."""
+        return (c * torch.log_softmax(params, -1)).sum(-1)
+
+    def prior_entropy(self) -> float:
+        return math.log(self.k)
+
+
+class LatentSpace:
+    """An ordered collection of latent parts; the code is the concatenation of their samples."""
+
+    def __init__(self, parts: Sequence[GaussianPart | CategoricalPart]):
+        names = [p.name for p in parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"latent part names must be unique, got {names}")
+        if not parts:
+            raise ValueError("a latent space needs at least one part")
+        self.parts = list(parts)
+        self.n_params = sum(p.n_params for p in parts)
+        self.size = sum(p.size for p in parts)
+
+    def __getitem__(self, name: str):
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(f"no latent part {name!r}; parts are {[p.name for p in self.parts]}")
+
+    def split_params(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        chunks = params.split([p.n_params for p in self.parts], dim=-1)
+        return {p.name: c for p, c in zip(self.parts, chunks)}
+
+    def split_code(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        chunks = z.split([p.size for p in self.parts], dim=-1)
+        return {p.name: c for p, c in zip(self.parts, chunks)}
+
+    def join(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([codes[p.name] for p in self.parts], dim=-1)
+
+    def rsample(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.join({p.name: p.rsample(params[p.name]) for p in self.parts})
+
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.join({p.name: p.mode(params[p.name]) for p in self.parts})
+
+    def kl(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-part, per-dimension KL to the prior."""
+        return {p.name: p.kl(params[p.name]) for p in self.parts}
+
+    def sample_prior(self, n: int, device=None, generator=None) -> torch.Tensor:
+        return self.join({p.name: p.sample_prior(n, device, generator) for p in self.parts})
+
+
+# ----------------------------------------------------------------------------------- likelihoods
+class BernoulliLikelihood(nn.Module):
+    """:math:`p(x\\mid z)=\\prod_i \\mathrm{Bern}(x_i\\mid \\sigma(\\ell_i))`; the decoder outputs logits ``ℓ``.
+
+    Targets may be grey levels in [0, 1] (the usual 'continuous Bernoulli-free' practice for MNIST).
+    """
+
+    name = "bernoulli"
+
+    def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Per-example log-likelihood, summed over pixels."""
+        return -F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+    def sample(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(out))
+
+
+class GaussianLikelihood(nn.Module):
+    """:math:`p(x\\mid z)=\\mathcal N(x\\mid f(z), s^2 I)` (eq. 26 of the basics chapter).
+
+    Parameters
+    ----------
+    variance : float
+        :math:`s^2`; fixed unless ``learn_variance``.
+    learn_variance : bool
+        Learn one scalar :math:`\\log s^2` (as in the two-stage VAE's :math:`\\gamma`).
+    mean_activation : {"sigmoid", "identity"}
+        Squash :math:`f(z)` into [0, 1] for images, or leave it free.
+    """
+
+    name = "gaussian"
+
+    def __init__(self, variance: float = 1.0, learn_variance: bool = False, mean_activation: str = "sigmoid"):
+        super().__init__()
+        if not variance > 0:
+            raise ValueError(f"decoder variance s^2 must be > 0, got {variance}")
+        if mean_activation not in ("sigmoid", "identity"):
+            raise ValueError(f"mean_activation must be 'sigmoid' or 'identity', got {mean_activation!r}")
+        logvar = torch.tensor(math.log(variance))
+        if learn_variance:
+            self.logvar = nn.Parameter(logvar)
+        else:
+            self.register_buffer("logvar", logvar)
+        self.mean_activation = mean_activation
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.logvar.exp()
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out) if self.mean_activation == "sigmoid" else out
+
+    def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(x, self.mean(out), self.variance).flatten(1).sum(1)
+
+    def sample(self, out: torch.Tensor) -> torch.Tensor:
+        m = self.mean(out)
+        return m + self.variance.sqrt() * torch.randn_like(m)
+
+
+# -------------------------------------------------------------------------------------- networks
+def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(_activation(activation))
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then ``in -> hidden... -> out`` with ``activation`` between layers (784-500-500 in seed 000)."""
+
+    def __init__(self, in_shape: Sequence[int], out_dim: int, hidden: Sequence[int] = (500, 500),
+                 activation: str = "softplus"):
+        super().__init__()
+        self.net = _mlp([math.prod(in_shape), *hidden, out_dim], activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class MLPDecoder(nn.Module):
+    """``z -> hidden... -> prod(out_shape)``, reshaped to images."""
+
+    def __init__(self, z_dim: int, out_shape: Sequence[int], hidden: Sequence[int] = (500, 500),
+                 activation: str = "softplus"):
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        self.net = _mlp([z_dim, *hidden, math.prod(out_shape)], activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.out_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Small conv encoder for 28x28 or 32x32 images: strided 4x4 convs, then a linear head."""
+
+    def __init__(self, in_shape: Sequence[int], out_dim: int, channels: Sequence[int] = (32, 64),
+                 hidden: int = 256, activation: str = "relu"):
+        super().__init__()
+        c, h, w = in_shape
+        layers: list[nn.Module] = []
+        for ch in channels:
+            layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), _activation(activation)]
+            c, h, w = ch, h // 2, w // 2
+        self.conv = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), _activation(activation),
+                                  nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder` with transposed convolutions."""
+
+    def __init__(self, z_dim: int, out_shape: Sequence[int], channels: Sequence[int] = (64, 32),
+                 hidden: int = 256, activation: str = "relu"):
+        super().__init__()
+        c_out, h, w = out_shape
+        n_up = len(channels)
+        if h % (2 ** n_up) or w % (2 ** n_up):
+            raise ValueError(f"image size {h}x{w} must be divisible by 2**{n_up}")
+        self.start = (channels[0], h // 2 ** n_up, w // 2 ** n_up)
+        self.head = nn.Sequential(nn.Linear(z_dim, hidden), _activation(activation),
+                                  nn.Linear(hidden, math.prod(self.start)), _activation(activation))
+        layers: list[nn.Module] = []
+        chans = [*channels, c_out]
+        for i, (a, b) in enumerate(zip(chans, chans[1:])):
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if i < len(chans) - 2:
+                layers.append(_activation(activation))
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.head(z).view(-1, *self.start))
+
+
+# ------------------------------------------------------------------------------------------- VAE
+@dataclass
+class VAEOutput:
+    """What one forward pass produces."""
+
+    params: dict[str, torch.Tensor]  #: posterior parameters per latent part
+    z: torch.Tensor                  #: the (reparameterized) code, all parts concatenated
+    out: torch.Tensor                #: decoder output (logits or means, per the likelihood)
+
+
+class VAE(nn.Module):
+    """Encoder + latent space + decoder + likelihood."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent: LatentSpace, likelihood: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.latent = latent
+
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.latent.split_params(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
+        params = self.encode(x)
+        z = self.latent.rsample(params) if sample else self.latent.mode(params)
+        return VAEOutput(params, z, self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder mean at the posterior mode."""
+        return self.likelihood.mean(self.forward(x, sample=False).out)
+
+    @torch.no_grad()
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder means at ``n`` codes drawn from the prior."""
+        device = next(self.parameters()).device
+        z = self.latent.sample_prior(n, device=device, generator=generator)
+        return self.likelihood.mean(self.decode(z))
+
+
+def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: str = "mlp",
+              hidden: Sequence[int] = (500, 500), activation: str = "softplus",
+              likelihood: str = "bernoulli", variance: float = 1.0, learn_variance: bool = False) -> VAE:
+    """Build a VAE from a few choices.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    latent : LatentSpace or int
+        An int ``d`` means one Gaussian part ``z`` of size ``d``.
+    arch : {"mlp", "conv"}
+    hidden : sizes of the MLP's hidden layers (``arch="mlp"``)
+    activation : name of the nonlinearity
+    likelihood : {"bernoulli", "gaussian"}
+    variance, learn_variance : Gaussian decoder's :math:`s^2` and whether it is learned
+    """
+    if isinstance(latent, int):
+        latent = LatentSpace([GaussianPart(latent)])
+    if arch == "mlp":
+        enc = MLPEncoder(image_shape, latent.n_params, hidden, activation)
+        dec = MLPDecoder(latent.size, image_shape, hidden, activation)
+    elif arch == "conv":
+        enc = ConvEncoder(image_shape, latent.n_params, activation=activation)
+        dec = ConvDecoder(latent.size, image_shape, activation=activation)
+    else:
+        raise ValueError(f"unknown arch {arch!r}; choose 'mlp' or 'conv'")
+    if likelihood == "bernoulli":
+        lik: nn.Module = BernoulliLikelihood()
+    elif likelihood == "gaussian":
+        lik = GaussianLikelihood(variance, learn_variance)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}; choose 'bernoulli' or 'gaussian'")
+    return VAE(enc, dec, latent, lik)

@@ -1,0 +1,89 @@
+"""Models in which everything is exact, used to check the derivations numerically.
+
+:class:`LinearGaussian` is probabilistic PCA (Tipping & Bishop 1999): :math:`z\\sim\\mathcal N(0,I_d)`,
+:math:`x\\mid z\\sim\\mathcal N(Wz+b,\\sigma^2 I_D)`. Its marginal :math:`p(x)` and posterior
+:math:`p(z\\mid x)` are Gaussian in closed form, so the ELBO identity, the Jensen gap and Monte
+Carlo estimators of :math:`\\log p(x)` can be compared with the truth. Computations in float64.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import distributions as D
+
+__all__ = ["LinearGaussian"]
+
+
+@dataclass
+class LinearGaussian:
+    W: torch.Tensor  #: (D, d) loading matrix
+    b: torch.Tensor  #: (D,) offset
+    sigma2: float    #: observation noise variance
+
+    @classmethod
+    def random(cls, d: int, D_: int, sigma: float = 0.5, scale: float = 1.0, seed: int = 0) -> "LinearGaussian":
+        g = torch.Generator().manual_seed(seed)
+        W = scale * torch.randn(D_, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        b = torch.randn(D_, generator=g, dtype=torch.float64)
+        return cls(W, b, float(sigma) ** 2)
+
+    @property
+    def d(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def D(self) -> int:
+        return self.W.shape[0]
+
+    def prior(self) -> D.MultivariateNormal:
+        return D.MultivariateNormal(torch.zeros(self.d, dtype=torch.float64),
+                                    torch.eye(self.d, dtype=torch.float64))
+
+    def likelihood(self, z: torch.Tensor) -> D.Independent:
+        """:math:`p(x\\mid z)` for a batch of codes ``z`` (..., d)."""
+        return D.Independent(D.Normal(z @ self.W.T + self.b, math.sqrt(self.sigma2)), 1)
+
+    def marginal(self) -> D.MultivariateNormal:
+        """:math:`p(x)=\\mathcal N(b, WW^\\top+\\sigma^2 I)`."""
+        cov = self.W @ self.W.T + self.sigma2 * torch.eye(self.D, dtype=torch.float64)
+        return D.MultivariateNormal(self.b, cov)
+
+    def posterior(self, x: torch.Tensor) -> D.MultivariateNormal:
+        """:math:`p(z\\mid x)=\\mathcal N(M^{-1}W^\\top(x-b),\\ \\sigma^2M^{-1})`, :math:`M=W^\\top W+\\sigma^2I`
+        (Bishop 2006, eq. 12.42)."""
+        M = self.W.T @ self.W + self.sigma2 * torch.eye(self.d, dtype=torch.float64)
+        Minv = torch.linalg.inv(M)
+        mean = (x - self.b) @ self.W @ Minv.T
+        return D.MultivariateNormal(mean, self.sigma2 * Minv)
+
+    def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.d, generator=g, dtype=torch.float64)
+        x = z @ self.W.T + self.b + math.sqrt(self.sigma2) * torch.randn(n, self.D, generator=g, dtype=torch.float64)
+        return x, z
+
+    def expected_loglik(self, x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathbb E_{z\sim\mathcal N(m,S)}\log p(x\mid z)
+        = -\tfrac D2\log 2\pi\sigma^2 - \frac{\lVert x-b-Wm\rVert^2 + \mathrm{tr}(WSW^\top)}{2\sigma^2}`."""
+        r = x - self.b - mean @ self.W.T
+        tr = torch.einsum("ij,...jk,ik->...", self.W, cov, self.W)
+        return -0.5 * self.D * math.log(2 * math.pi * self.sigma2) - (r.pow(2).sum(-1) + tr) / (2 * self.sigma2)
+
+    def elbo(self, x: torch.Tensor, q: D.MultivariateNormal) -> torch.Tensor:
+        """:math:`\\mathcal L(q)=\\mathbb E_q\\log p(x|z)-\\mathrm{KL}(q\\,\\|\\,p(z))`, in closed form."""
+        return self.expected_loglik(x, q.mean, q.covariance_matrix) - D.kl_divergence(q, self.prior())
+
+    def mc_log_marginal(self, x: torch.Tensor, m: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Eq. (1) of the basics notes: :math:`\log\frac1m\sum_i p(x\mid z_i)`, :math:`z_i\sim p(z)`.
+
+        Returns the estimate and the effective sample size :math:`(\sum w)^2/\sum w^2` of the weights
+        :math:`w_i=p(x\mid z_i)`, for one ``x`` of shape (D,).
+        """
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(m, self.d, generator=g, dtype=torch.float64)
+        logw = self.likelihood(z).log_prob(x)
+        est = torch.logsumexp(logw, 0) - math.log(m)
+        ess = torch.exp(2 * torch.logsumexp(logw, 0) - torch.logsumexp(2 * logw, 0))
+        return est, ess

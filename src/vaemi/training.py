@@ -1,0 +1,227 @@
+"""The one training loop of the book.
+
+:func:`train` seeds everything, picks the device (CUDA when present), moves model and data there
+once, draws minibatches from in-memory tensors, shows a tqdm bar, stops with a clear
+:class:`NonFiniteLossError` as soon as the loss is NaN/inf, optionally writes an atomic
+checkpoint every epoch, and returns a :class:`History` (one row per epoch) for plots and results.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .data import ImageData
+from .losses import BaseLoss
+from .models import VAE
+
+__all__ = [
+    "seed_everything", "resolve_device", "NonFiniteLossError", "History", "train",
+    "save_checkpoint", "load_checkpoint",
+]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"`` -> CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite during training."""
+
+
+class History:
+    """Per-epoch metrics: a list of dicts, viewable as a DataFrame (``.df``)."""
+
+    def __init__(self, records: list[dict[str, Any]] | None = None):
+        self.records = list(records or [])
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return np.array([r.get(key, np.nan) for r in self.records], dtype=float)
+
+    def last(self, key: str) -> float:
+        return float(self.records[-1][key])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    **extra: Any) -> Path:
+    """Write ``{"model", "optimizer", **extra}`` atomically (temp file + rename).
+
+    ``extra`` must hold only tensors and plain Python containers/numbers/strings so that
+    :func:`load_checkpoint` can read it with ``weights_only=True``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None, **extra}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, map_location="cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; load states into the given objects."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if model is not None:
+        model.load_state_dict(state["model"])
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def _check_finite(loss: torch.Tensor, logs: dict[str, torch.Tensor], epoch: int, step: int, what: str) -> None:
+    if not torch.isfinite(loss):
+        shown = {k: round(float(v), 4) for k, v in logs.items() if v.ndim == 0}
+        raise NonFiniteLossError(
+            f"{what} became {float(loss)} at epoch {epoch}, step {step} (last values: {shown}). "
+            "Lower the learning rate, check the data range, or the decoder variance."
+        )
+
+
+def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: int, batch_size: int = 100,
+          lr: float = 1e-3, seed: int = 0, device: str | torch.device | None = None,
+          eval_fn: Callable[[VAE, int], dict[str, float]] | None = None, aux_lr: float | None = None,
+          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
+          desc: str = "train") -> History:
+    """Train ``model`` on ``data`` by minimizing ``loss`` with Adam.
+
+    Parameters
+    ----------
+    model : VAE
+        Trained in place (and left on ``device``).
+    loss : BaseLoss
+        Objective; if it has an :meth:`~BaseLoss.auxiliary` module, that module gets its own Adam
+        optimizer (learning rate ``aux_lr`` or ``lr``) and is stepped first in every minibatch.
+    data : ImageData or tensor
+        Training images ``(N, C, H, W)``, kept in memory (moved to ``device`` once).
+    epochs, batch_size, lr : int, int, float
+    seed : int
+        Seeds batch order and every random draw (initialization happens before: seed it yourself
+        with :func:`seed_everything` or copy a model to share an initialization).
+    device : str, optional
+        ``None``/``"auto"`` picks CUDA when available.
+    eval_fn : callable, optional
+        ``eval_fn(model, epoch) -> dict`` run (in eval mode, no grad) after each epoch; its values
+        join the epoch's row in the history.
+    checkpoint : path, optional
+        Write an atomic checkpoint there after every epoch; with ``resume=True`` continue from it.
+
+    Returns
+    -------
+    History
+        One row per epoch: ``epoch``, ``seconds``, the epoch means of the loss's logs, and
+        ``eval_fn``'s values.
+
+    Raises
+    ------
+    NonFiniteLossError
+        As soon as a minibatch loss is NaN or infinite.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = resolve_device(device)
+    x = data.x if isinstance(data, ImageData) else data
+    if x.numel() == 0:
+        raise ValueError("training data is empty")
+    x = x.to(device)
+    model.to(device)
+    aux = loss.auxiliary()
+    if aux is not None:
+        aux.to(device)
+    gen = seed_everything(seed)
+    # the fused kernel (CPU and CUDA) is ~3x faster than the default foreach Adam for these small models
+    fused = device.type in ("cpu", "cuda")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    aux_opt = torch.optim.Adam(aux.parameters(), lr=aux_lr or lr, fused=fused) if aux is not None else None
+
+    history, start_epoch = History(), 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, opt, map_location=device)
+        if aux is not None and state.get("aux") is not None:
+            aux.load_state_dict(state["aux"])
+        history = History(state.get("history", []))
+        start_epoch = len(history)
+        gen.manual_seed(seed + start_epoch)
+
+    n = x.shape[0]
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    step = start_epoch * steps_per_epoch
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, unit="epoch", mininterval=2.0)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        perm = torch.randperm(n, generator=gen).to(device)
+        for b in range(steps_per_epoch):
+            xb = x[perm[b * batch_size:(b + 1) * batch_size]]
+            if aux_opt is not None:
+                aux_loss = loss.auxiliary_loss(model, xb, step)
+                _check_finite(aux_loss, {}, epoch, step, "auxiliary loss")
+                aux_opt.zero_grad(set_to_none=True)
+                aux_loss.backward()
+                aux_opt.step()
+            value, logs = loss(model, xb, step)
+            _check_finite(value, logs, epoch, step, "loss")
+            opt.zero_grad(set_to_none=True)
+            if aux is not None:
+                aux.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * xb.shape[0]
+            step += 1
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0}
+        for k, v in sums.items():
+            v = v / n
+            if v.ndim:  # per-dimension vectors, e.g. kl/z -> kl/z_0, kl/z_1, ...
+                row.update({f"{k}_{j}": float(vj) for j, vj in enumerate(v)})
+            else:
+                row[k] = float(v)
+        if eval_fn is not None:
+            model.eval()
+            with torch.no_grad():
+                row.update({k: float(v) for k, v in eval_fn(model, epoch + 1).items()})
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.2f}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, opt, history=history.records,
+                            aux=aux.state_dict() if aux is not None else None)
+    model.eval()
+    return history

@@ -1,0 +1,76 @@
+import json
+import re
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT
+from vaemi.book import notebooks
+from vaemi.params import Bool, Choice, Float, Int, ListOf, ParameterError, Str, require, validate
+
+
+def test_validate_accepts_good_values():
+    out = validate({"a": 3, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None},
+                   {"a": Int(1, 5), "b": Float(0, 1, open_low=True), "c": Bool(), "d": Choice(["x", "y"]),
+                    "e": ListOf(Int(1), increasing=True), "f": Str(allow_none=True)})
+    assert out == {"a": 3, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None}
+
+
+@pytest.mark.parametrize("checker,value,msg", [
+    (Int(1), 0, ">= 1"), (Int(1), 2.5, "integer"), (Int(), True, "integer"), (Int(high=3), 4, "<= 3"),
+    (Float(0, open_low=True), 0.0, "> 0"), (Float(), float("nan"), "finite"), (Float(), "1", "number"),
+    (Bool(), 1, "True or False"), (Choice(["mnist"]), "cifar", "one of"), (Str(), 3, "string"),
+    (ListOf(Int(1)), "12", "list"), (ListOf(Int(1)), [1, 0], r"x\[1\]"), (ListOf(Int(1), min_len=2), [1], "at least"),
+    (ListOf(Float(), increasing=True), [2, 1], "increasing"),
+])
+def test_bad_values_name_the_parameter(checker, value, msg):
+    with pytest.raises(ParameterError, match=msg) as e:
+        validate({"x": value}, {"x": checker})
+    assert "'x" in str(e.value)
+
+
+def test_missing_parameter_and_require():
+    with pytest.raises(ParameterError, match="not defined"):
+        validate({}, {"x": Int()})
+    with pytest.raises(ParameterError, match="custom message"):
+        require(False, "custom message")
+
+
+def _parameters_cell(nb):
+    cell = next(c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("nb", notebooks(ROOT), ids=lambda p: p.stem)
+def test_papermill_documents_every_parameter(nb):
+    """`papermill --help-notebook` must parse every assignment of the parameters cell, with a help text."""
+    from papermill.inspection import inspect_notebook
+
+    params = [SimpleNamespace(**p) for p in inspect_notebook(str(nb)).values()]
+    assigned = [l.split(":")[0].split("=")[0].strip() for l in _parameters_cell(nb).splitlines()
+                if l.strip() and not l.strip().startswith("#")]
+    assert [p.name for p in params] == assigned
+    for p in params:
+        assert p.help and len(p.help) > 10, f"{nb.name}: parameter {p.name!r} has no help comment"
+        assert p.inferred_type_name != "None", f"{nb.name}: parameter {p.name!r} has no type annotation"
+
+
+CHAPTERS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"]
+BAD = [("epochs", "-1", "epochs"), ("dataset", "imagenet", "dataset"), ("lr", "0", "lr"), ("seed", "1.5", "seed")]
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("name,value,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_parameter_fails_fast_with_its_name(nb, name, value, expected, tmp_path):
+    names = _parameters_cell(nb)
+    if not re.search(rf"^{name}\b", names, re.M):
+        pytest.skip(f"{nb.stem} has no parameter {name}")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / "out.ipynb"), "-p", name, value,
+                        "--cwd", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "ParameterError" in r.stderr and f"parameter '{expected}'" in r.stderr, r.stderr[-2000:]
+    assert time.perf_counter() - t0 < 60, "validation must come before data loading and training"

@@ -1,4 +1,4 @@
-# Two entry points, each doing all set-up on a fresh machine with only Python 3.10+:
+# Two entry points, each doing all set-up on a fresh machine with only Python 3.11+:
 #   make book   -> builds the whole book into _build/html
 #   make test   -> runs the whole test suite
 SHELL := /bin/bash
@@ -14,9 +14,10 @@ endif
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup unit notebooks smoke-book check-clean bench clean
+.PHONY: book test setup check-clean bench clean
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt
@@ -31,6 +32,9 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m vaemi.book prepare --profile smoke --out _build/nbval
 	VAEMI_RESULTS_DIR=$(CURDIR)/_build/nbval/results $(PY) -m pytest tests _build/nbval --nbval-lax -p no:cacheprovider
+
+check-clean: $(STAMP)
+	$(PY) -m vaemi.book check-clean
 
 bench: $(STAMP)
 	$(PY) benchmarks/epoch_time.py

@@ -29,6 +29,7 @@ def test_kl_normal_std_normal_matches_torch_and_mc(d):
     q = D.Independent(D.Normal(mu, (0.5 * logvar).exp()), 1)
     p = D.Independent(D.Normal(torch.zeros(d), torch.ones(d)), 1)
     assert torch.allclose(closed, D.kl_divergence(q, p), atol=1e-6)
+    torch.manual_seed(d)
     z = q.sample((100_000,))
     _mc_check(q.log_prob(z) - p.log_prob(z), float(closed))
 
@@ -38,17 +39,26 @@ def test_kl_is_zero_iff_equal_and_positive_otherwise():
     assert (vd.kl_normal_std_normal(torch.randn(100), torch.randn(100)) >= 0).all()
 
 
-def test_kl_normal_normal_matches_torch():
+def test_kl_normal_normal_matches_torch_and_mc():
     g = torch.Generator().manual_seed(1)
     a, b, c, e = (torch.randn(7, generator=g) for _ in range(4))
     ours = vd.kl_normal_normal(a, b, c, e)
-    ref = D.kl_divergence(D.Normal(a, (0.5 * b).exp()), D.Normal(c, (0.5 * e).exp()))
-    assert torch.allclose(ours, ref, atol=1e-10)
+    q, p = D.Normal(a, (0.5 * b).exp()), D.Normal(c, (0.5 * e).exp())
+    assert torch.allclose(ours, D.kl_divergence(q, p), atol=1e-10)
+    torch.manual_seed(0)
+    z = q.sample((100_000,))
+    for j in range(7):
+        _mc_check((q.log_prob(z) - p.log_prob(z))[:, j], float(ours[j]))
 
 
-def test_entropies():
+def test_entropies_match_torch_and_mc():
     logvar = torch.linspace(-3, 3, 7)
-    assert torch.allclose(vd.gaussian_entropy(logvar), D.Normal(0.0, (0.5 * logvar).exp()).entropy(), atol=1e-10)
+    q = D.Normal(torch.zeros(7), (0.5 * logvar).exp())
+    assert torch.allclose(vd.gaussian_entropy(logvar), q.entropy(), atol=1e-10)
+    torch.manual_seed(0)
+    z = q.sample((100_000,))
+    for j in range(7):
+        _mc_check(-q.log_prob(z)[:, j], float(vd.gaussian_entropy(logvar)[j]))
     assert vd.std_normal_entropy(3) == pytest.approx(1.5 * math.log(2 * math.pi * math.e))
     assert vd.std_normal_entropy(1) == pytest.approx(float(D.Normal(0.0, 1.0).entropy()))
 

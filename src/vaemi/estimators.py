@@ -29,7 +29,7 @@ def per_sample_gradients(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Te
     method : {"pathwise", "score"}
     """
     g = torch.Generator().manual_seed(seed)
-    eps = torch.randn(n, mu.shape[-1], generator=g, dtype=mu.dtype)
+    eps = torch.randn(n, mu.shape[-1], generator=g, dtype=mu.dtype).to(mu.device)
     # one copy of the parameters per sample: the gradient of the sum is then per sample
     m = mu.detach().expand(n, -1).clone().requires_grad_(True)
     s = log_sigma.detach().expand(n, -1).clone().requires_grad_(True)

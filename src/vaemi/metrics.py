@@ -25,8 +25,18 @@ def evaluate_elbo(model: VAE, data: ImageData | torch.Tensor, batch_size: int = 
     model.eval()
     device = next(model.parameters()).device
     x = _x(data, device)
-    torch.manual_seed(seed)
     sums: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # the posterior samples are reproducible; the caller's RNG is left untouched
+        _accumulate_elbo(model, x, batch_size, sums)
+    n = x.shape[0]
+    out = {k: v / n for k, v in sums.items()}
+    out["kl"] = sum(v for k, v in out.items() if k.startswith("kl/"))
+    out["elbo"] = -(out["rec"] + out["kl"])
+    return out
+
+
+def _accumulate_elbo(model: VAE, x: torch.Tensor, batch_size: int, sums: dict[str, float]) -> None:
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         rec, kl, _ = elbo_terms(model, xb)
@@ -35,11 +45,6 @@ def evaluate_elbo(model: VAE, data: ImageData | torch.Tensor, batch_size: int = 
             ks = k.sum(0)
             for j, v in enumerate(ks):
                 sums[f"kl/{part}_{j}"] = sums.get(f"kl/{part}_{j}", 0.0) + float(v)
-    n = x.shape[0]
-    out = {k: v / n for k, v in sums.items()}
-    out["kl"] = sum(v for k, v in out.items() if k.startswith("kl/"))
-    out["elbo"] = -(out["rec"] + out["kl"])
-    return out
 
 
 @torch.no_grad()

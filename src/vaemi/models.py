@@ -358,7 +358,8 @@ class VAE(nn.Module):
 
 def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: str = "mlp",
               hidden: Sequence[int] = (500, 500), activation: str = "softplus",
-              likelihood: str = "bernoulli", variance: float = 1.0, learn_variance: bool = False) -> VAE:
+              likelihood: str = "bernoulli", variance: float = 1.0, learn_variance: bool = False,
+              mean_activation: str = "sigmoid") -> VAE:
     """Build a VAE from a few choices.
 
     Parameters
@@ -371,6 +372,8 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     activation : name of the nonlinearity
     likelihood : {"bernoulli", "gaussian"}
     variance, learn_variance : Gaussian decoder's :math:`s^2` and whether it is learned
+    mean_activation : {"sigmoid", "identity"}
+        Gaussian decoder's mean: squashed into [0, 1] (images) or free (e.g. a second-stage VAE on codes).
     """
     if isinstance(latent, int):
         latent = LatentSpace([GaussianPart(latent)])
@@ -385,7 +388,7 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     if likelihood == "bernoulli":
         lik: nn.Module = BernoulliLikelihood()
     elif likelihood == "gaussian":
-        lik = GaussianLikelihood(variance, learn_variance)
+        lik = GaussianLikelihood(variance, learn_variance, mean_activation)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}; choose 'bernoulli' or 'gaussian'")
     return VAE(enc, dec, latent, lik)

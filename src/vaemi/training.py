@@ -104,6 +104,21 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
     return state
 
 
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    """Every random state training depends on, as tensors (loadable with ``weights_only=True``)."""
+    state = {"batches": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    gen.set_state(state["batches"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def _check_finite(loss: torch.Tensor, logs: dict[str, torch.Tensor], epoch: int, step: int, what: str) -> None:
     if not torch.isfinite(loss):
         shown = {k: round(float(v), 4) for k, v in logs.items() if v.ndim == 0}
@@ -176,10 +191,14 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         state = load_checkpoint(checkpoint, model, opt, map_location=device)
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
+        if aux_opt is not None and state.get("aux_optimizer") is not None:
+            aux_opt.load_state_dict(state["aux_optimizer"])
         history = History(state.get("history", []))
         start_epoch = len(history)
-        gen.manual_seed(seed + start_epoch)
+        _set_rng_state(gen, state["rng"])  # continue exactly where the interrupted run stopped
 
+    # a finiteness check costs a host-device sync on CUDA: there, check every 50 steps (NaNs propagate)
+    check_every_step = device.type != "cuda"
     n = x.shape[0]
     steps_per_epoch = (n + batch_size - 1) // batch_size
     step = start_epoch * steps_per_epoch
@@ -198,7 +217,8 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
                 aux_loss.backward()
                 aux_opt.step()
             value, logs = loss(model, xb, step)
-            _check_finite(value, logs, epoch, step, "loss")
+            if check_every_step or (step + 1) % 50 == 0 or b == steps_per_epoch - 1:
+                _check_finite(value, logs, epoch, step, "loss")
             opt.zero_grad(set_to_none=True)
             if aux is not None:
                 aux.zero_grad(set_to_none=True)
@@ -221,7 +241,8 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.2f}")
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, opt, history=history.records,
-                            aux=aux.state_dict() if aux is not None else None)
+            save_checkpoint(checkpoint, model, opt, history=history.records, rng=_rng_state(gen),
+                            aux=aux.state_dict() if aux is not None else None,
+                            aux_optimizer=aux_opt.state_dict() if aux_opt is not None else None)
     model.eval()
     return history

@@ -28,7 +28,7 @@ def test_training_decreases_the_loss(tiny_images):
     assert h["loss"][-1] < h["loss"][0]
     assert {"rec", "kl", "elbo", "kl_z", "kl/z_0", "kl/z_2", "seconds"} <= set(h.df.columns)
     # per-dimension KLs add up to the total
-    assert h.df[[f"kl/z_{j}" for j in range(3)]].sum(1).values == pytest.approx(h["kl"], rel=1e-5)
+    assert h.df[[f"kl/z_{j}" for j in range(3)]].sum(axis=1).values == pytest.approx(h["kl"], rel=1e-5)
 
 
 def test_eval_fn_values_join_history(tiny_images):

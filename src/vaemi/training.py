@@ -123,7 +123,7 @@ def _check_finite(loss: torch.Tensor, logs: dict[str, torch.Tensor], epoch: int,
     if not torch.isfinite(loss):
         shown = {k: round(float(v), 4) for k, v in logs.items() if v.ndim == 0}
         raise NonFiniteLossError(
-            f"{what} became {float(loss)} at epoch {epoch}, step {step} (last values: {shown}). "
+            f"{what} became {float(loss.detach())} at epoch {epoch}, step {step} (last values: {shown}). "
             "Lower the learning rate, check the data range, or the decoder variance."
         )
 

@@ -1,5 +1,5 @@
 """vaemi: the shared code of "Mutual information in variational autoencoders — reproduced"."""
-from . import data, distributions, losses, metrics, models, params, results, training  # noqa: F401
+from . import data, distributions, losses, metrics, mi, models, params, results, training  # noqa: F401
 from .data import ImageData, load_dataset
 from .losses import BaseLoss, get_loss
 from .models import VAE, build_vae

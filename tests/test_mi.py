@@ -89,3 +89,21 @@ def test_mi_regularizer_raises_the_bound_on_its_part(tmp_path):
         bounds[lam] = mi_lower_bound(m, "c", n=2000)[0]
     assert bounds[5.0] > bounds[0.0] + 0.1, bounds
     assert math.isfinite(bounds[0.0])
+
+
+def test_bounds_over_several_parts_add_up(tiny_images):
+    m = _model()
+    both = mi_upper_bound(m, tiny_images, ["z", "c"])
+    assert both == pytest.approx(mi_upper_bound(m, tiny_images, "z") + mi_upper_bound(m, tiny_images, "c"), rel=1e-6)
+    lb, _ = mi_lower_bound(m, ["z", "c"], n=500)
+    assert math.isfinite(lb)
+
+
+def test_traversal_sensitivity_sees_only_used_dimensions():
+    from vaemi.metrics import traversal_sensitivity
+
+    m = _model()
+    with torch.no_grad():
+        m.decoder.net[0].weight[:, 1] = 0.0  # the decoder ignores code dimension 1
+    s = traversal_sensitivity(m)
+    assert s.shape == (5,) and s[1] == 0 and (s[[0, 2, 3, 4]] > 0).all()

@@ -10,7 +10,7 @@ from .data import ImageData
 from .losses import elbo_terms
 from .models import VAE
 
-__all__ = ["evaluate_elbo", "iwae_log_likelihood", "active_units"]
+__all__ = ["evaluate_elbo", "iwae_log_likelihood", "active_units", "traversal_sensitivity"]
 
 
 def _x(data: ImageData | torch.Tensor, device) -> torch.Tensor:
@@ -96,3 +96,25 @@ def active_units(model: VAE, data: ImageData | torch.Tensor, threshold: float = 
     mus = torch.cat([model.latent[name].split(model.encode(x[s:s + 1000])[name])[0]
                      for s in range(0, x.shape[0], 1000)])
     return mus.var(0) > threshold
+
+
+@torch.no_grad()
+def traversal_sensitivity(model: VAE, values=(-2.5, 2.5), n_steps: int = 11, base: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+    r"""Mean absolute pixel change of the decoder mean per unit move along each code dimension.
+
+    For every dimension :math:`j`, the code moves from ``values[0]`` to ``values[1]`` in ``n_steps`` steps
+    (the other dimensions at ``base``, default 0) and the mean absolute difference between consecutive
+    decoded images is summed and divided by the distance travelled. Returns a tensor ``(latent.size,)``.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    d = model.latent.size
+    base = torch.zeros(d, device=device) if base is None else base.to(device)
+    grid = torch.linspace(values[0], values[1], n_steps, device=device)
+    codes = base.repeat(d, n_steps, 1)                      # (d, steps, d)
+    idx = torch.arange(d, device=device)
+    codes[idx, :, idx] = grid
+    imgs = model.likelihood.mean(model.decode(codes.view(-1, d))).view(d, n_steps, -1)
+    change = (imgs[:, 1:] - imgs[:, :-1]).abs().mean(-1).sum(-1)
+    return (change / (values[1] - values[0])).cpu()

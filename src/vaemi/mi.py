@@ -29,7 +29,11 @@ from .models import VAE
 __all__ = ["generate_and_reencode", "mi_lower_bound", "mi_upper_bound", "InfoVAELoss", "lemma1_sides"]
 
 
-def generate_and_reencode(model: VAE, n: int, part: str, *, x_tilde: str = "mean", temperature: float = 0.5,
+def _parts(part: str | list[str]) -> list[str]:
+    return [part] if isinstance(part, str) else list(part)
+
+
+def generate_and_reencode(model: VAE, n: int, part: str | list[str], *, x_tilde: str = "mean", temperature: float = 0.5,
                           q: Callable[[torch.Tensor], torch.Tensor] | None = None,
                           generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Steps 4-6 of the infoVAE algorithm: draw the whole code from the prior, decode, make
@@ -37,7 +41,8 @@ def generate_and_reencode(model: VAE, n: int, part: str, *, x_tilde: str = "mean
 
     Parameters
     ----------
-    part : name of the latent part :math:`c` whose information is measured.
+    part : name (or list of names) of the latent part(s) :math:`c` whose information is measured; for a
+        list, :math:`\log q` is summed over the parts (the encoder's posterior factorizes over parts).
     x_tilde : {"mean", "relaxed", "sample"}
         How :math:`\tilde x\sim p(x\mid\tilde z,\tilde c)` is made: the decoder mean (deterministic, so
         gradients reach the decoder), a relaxed Bernoulli sample (``temperature``; differentiable), or an
@@ -58,12 +63,16 @@ def generate_and_reencode(model: VAE, n: int, part: str, *, x_tilde: str = "mean
         x = model.likelihood.sample(out)
     else:
         raise ValueError(f"x_tilde must be 'mean', 'relaxed' or 'sample', got {x_tilde!r}")
-    c = model.latent.split_code(code)[part]
-    params = q(x) if q is not None else model.encode(x)[part]
-    return model.latent[part].log_prob(params, c)
+    codes = model.latent.split_code(code)
+    if q is not None:
+        if not isinstance(part, str):
+            raise ValueError("an auxiliary q serves a single latent part")
+        return model.latent[part].log_prob(q(x), codes[part])
+    params = model.encode(x)
+    return sum(model.latent[p].log_prob(params[p], codes[p]) for p in _parts(part))
 
 
-def mi_lower_bound(model: VAE, part: str, n: int = 10_000, *, x_tilde: str = "mean", batch_size: int = 1000,
+def mi_lower_bound(model: VAE, part: str | list[str], n: int = 10_000, *, x_tilde: str = "mean", batch_size: int = 1000,
                    q: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0) -> tuple[float, float]:
     r"""Monte Carlo estimate of :math:`\mathbb E[\log q(c\mid x)] + H(c)` and its standard error (nats)."""
     model.eval()
@@ -75,11 +84,11 @@ def mi_lower_bound(model: VAE, part: str, n: int = 10_000, *, x_tilde: str = "me
             vals.append(generate_and_reencode(model, min(batch_size, n - start), part, x_tilde=x_tilde, q=q,
                                               generator=g).double().cpu())
     v = torch.cat(vals)
-    h = model.latent[part].prior_entropy()
+    h = sum(model.latent[p].prior_entropy() for p in _parts(part))
     return float(v.mean()) + h, float(v.std() / math.sqrt(len(v)))
 
 
-def mi_upper_bound(model: VAE, data: ImageData | torch.Tensor, part: str, batch_size: int = 1000) -> float:
+def mi_upper_bound(model: VAE, data: ImageData | torch.Tensor, part: str | list[str], batch_size: int = 1000) -> float:
     r""":math:`\mathbb E_x\,\mathrm{KL}(q(c\mid x)\,\|\,p(c))`, the rate of the part (nats)."""
     model.eval()
     device = next(model.parameters()).device
@@ -87,8 +96,8 @@ def mi_upper_bound(model: VAE, data: ImageData | torch.Tensor, part: str, batch_
     total = 0.0
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            params = model.encode(x[start:start + batch_size])[part]
-            total += float(model.latent[part].kl(params).sum())
+            params = model.encode(x[start:start + batch_size])
+            total += sum(float(model.latent[p].kl(params[p]).sum()) for p in _parts(part))
     return total / x.shape[0]
 
 

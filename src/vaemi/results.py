@@ -37,6 +37,15 @@ def _glue(name: str, value: Any) -> None:
         pass
 
 
+def _glue_verdict(name: str, passed: bool) -> None:
+    """Glue a claim's verdict as Markdown, for ``{glue:md}`name``` in the text."""
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        return
+    _glue(name, Markdown("holds" if passed else "does **not** hold"))
+
+
 def _plain(value: Any) -> Any:
     """Convert numpy/torch scalars to plain Python for JSON."""
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
@@ -91,7 +100,7 @@ class Results:
         passed = bool(passed)
         self.entries[key] = {"kind": "claim", "statement": statement, "passed": passed,
                              "value": _plain(ours), "paper": _plain(paper), "strict": bool(strict)}
-        _glue(key, "holds" if passed else "does NOT hold")
+        _glue_verdict(key, passed)
         if not passed and strict:
             raise AssertionError(f"claim {key!r} failed: {statement} (ours: {ours!r}; paper: {paper!r})")
         return passed

@@ -24,7 +24,7 @@ import torch
 
 from .data import ImageData
 from .losses import ELBOLoss, register_loss
-from .models import VAE
+from .models import VAE, BernoulliLikelihood
 
 __all__ = ["generate_and_reencode", "mi_lower_bound", "mi_upper_bound", "InfoVAELoss", "lemma1_sides"]
 
@@ -60,7 +60,10 @@ def generate_and_reencode(model: VAE, n: int, part: str | list[str], *, x_tilde:
         t = torch.tensor(temperature, device=device)
         x = torch.distributions.RelaxedBernoulli(t, logits=out).rsample()
     elif x_tilde == "sample":
-        x = model.likelihood.sample(out)
+        if isinstance(model.likelihood, BernoulliLikelihood):  # draw from the given generator, not the global RNG
+            x = torch.bernoulli(model.likelihood.mean(out), generator=generator)
+        else:
+            x = model.likelihood.sample(out)
     else:
         raise ValueError(f"x_tilde must be 'mean', 'relaxed' or 'sample', got {x_tilde!r}")
     codes = model.latent.split_code(code)

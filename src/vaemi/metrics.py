@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.special import entr, rel_entr
 
 from .data import ImageData
 from .losses import elbo_terms
 from .models import VAE
 
-__all__ = ["evaluate_elbo", "iwae_log_likelihood", "active_units", "traversal_sensitivity"]
+__all__ = ["evaluate_elbo", "iwae_log_likelihood", "active_units", "traversal_sensitivity", "category_probs",
+           "cluster_accuracy", "categorical_kl_decomposition"]
 
 
 def _x(data: ImageData | torch.Tensor, device) -> torch.Tensor:
@@ -104,17 +108,79 @@ def traversal_sensitivity(model: VAE, values=(-2.5, 2.5), n_steps: int = 11, bas
     r"""Mean absolute pixel change of the decoder mean per unit move along each code dimension.
 
     For every dimension :math:`j`, the code moves from ``values[0]`` to ``values[1]`` in ``n_steps`` steps
-    (the other dimensions at ``base``, default 0) and the mean absolute difference between consecutive
-    decoded images is summed and divided by the distance travelled. Returns a tensor ``(latent.size,)``.
+    (the other dimensions at ``base``) and the mean absolute difference between consecutive decoded images is
+    summed and divided by the distance travelled. ``base`` is one code ``(d,)`` (default 0) or a batch
+    ``(n, d)`` (e.g. the posterior means of test images), over which the result is averaged.
+    Returns a tensor ``(latent.size,)``.
     """
     model.eval()
     device = next(model.parameters()).device
     d = model.latent.size
     base = torch.zeros(d, device=device) if base is None else base.to(device)
+    bases = base.view(-1, d)
     grid = torch.linspace(values[0], values[1], n_steps, device=device)
-    codes = base.repeat(d, n_steps, 1)                      # (d, steps, d)
     idx = torch.arange(d, device=device)
-    codes[idx, :, idx] = grid
-    imgs = model.likelihood.mean(model.decode(codes.view(-1, d))).view(d, n_steps, -1)
-    change = (imgs[:, 1:] - imgs[:, :-1]).abs().mean(-1).sum(-1)
-    return (change / (values[1] - values[0])).cpu()
+    total = torch.zeros(d, device=device)
+    for b in bases:
+        codes = b.repeat(d, n_steps, 1)                     # (d, steps, d)
+        codes[idx, :, idx] = grid
+        imgs = model.likelihood.mean(model.decode(codes.view(-1, d))).view(d, n_steps, -1)
+        total += (imgs[:, 1:] - imgs[:, :-1]).abs().mean(-1).sum(-1)
+    return (total / len(bases) / (values[1] - values[0])).cpu()
+
+
+@torch.no_grad()
+def category_probs(model: VAE, data: ImageData | torch.Tensor, part: str = "c", batch_size: int = 1000) -> np.ndarray:
+    r"""The encoder's category probabilities :math:`q(c\mid x)` on ``data``, shape ``(N, K)`` (float64)."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = _x(data, device)
+    if model.latent[part].kind != "categorical":
+        raise ValueError(f"part {part!r} is not categorical")
+    out = [torch.softmax(model.encode(x[s:s + batch_size])[part].double(), -1).cpu() for s in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def cluster_accuracy(pred: np.ndarray, labels: np.ndarray, k: int | None = None) -> dict:
+    """Accuracy of cluster indices ``pred`` as a classifier of ``labels``.
+
+    * ``hungarian``: the best one-to-one map of clusters to labels
+      (``scipy.optimize.linear_sum_assignment`` on the count matrix);
+    * ``majority``: every cluster mapped to its most frequent label (many-to-one; never below ``hungarian``);
+    * ``counts``: the label × cluster count matrix; ``mapping``: cluster -> label of the one-to-one map.
+    """
+    pred, labels = np.asarray(pred, int), np.asarray(labels, int)
+    if pred.shape != labels.shape or pred.ndim != 1 or len(pred) == 0:
+        raise ValueError(f"pred and labels must be equal-length 1-D arrays, got {pred.shape} and {labels.shape}")
+    n_lab = int(labels.max()) + 1
+    k = int(pred.max()) + 1 if k is None else k
+    counts = np.zeros((n_lab, k), dtype=int)
+    np.add.at(counts, (labels, pred), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    mapping = {int(c): int(r) for r, c in zip(rows, cols)}
+    return {"hungarian": counts[rows, cols].sum() / len(pred), "majority": counts.max(0).sum() / len(pred),
+            "counts": counts, "mapping": mapping}
+
+
+def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = None) -> dict[str, float]:
+    r"""The rate of a categorical code split as in eq. 4.23 of the thesis, computed exactly from
+    :math:`q(c\mid x_n)` (rows of ``probs``) with :math:`p_\text{data}` uniform on the :math:`N` rows:
+
+    .. math:: \underbrace{\tfrac1N\textstyle\sum_n \mathrm{KL}(q(c\mid x_n)\,\|\,p(c))}_{\texttt{rate}}
+              = \underbrace{I_q(c;x)}_{\texttt{mi}} + \underbrace{\mathrm{KL}(q(c)\,\|\,p(c))}_{\texttt{marginal\_kl}},
+              \qquad q(c)=\tfrac1N\textstyle\sum_n q(c\mid x_n),
+
+    with :math:`I_q(c;x)=\frac1N\sum_n\mathrm{KL}(q(c\mid x_n)\,\|\,q(c))`, each side computed separately.
+    ``residual`` = rate − (mi + marginal_kl); ``h_marginal`` = :math:`H(q(c))`. Default prior: uniform.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or not np.allclose(p.sum(1), 1.0):
+        raise ValueError("probs must be (N, K) with rows summing to one")
+    prior = np.full(p.shape[1], 1.0 / p.shape[1]) if prior is None else np.asarray(prior, np.float64)
+    marg = p.mean(0)
+    rate = rel_entr(p, prior[None, :]).sum(1).mean()  # rel_entr(a, b) = a log(a/b), with 0 log 0 = 0
+    mi = rel_entr(p, marg[None, :]).sum(1).mean()
+    marginal_kl = rel_entr(marg, prior).sum()
+    h_marg = entr(marg).sum()
+    return {"rate": float(rate), "mi": float(mi), "marginal_kl": float(marginal_kl),
+            "residual": float(rate - (mi + marginal_kl)), "h_marginal": float(h_marg)}

@@ -59,8 +59,16 @@ class GaussianPart:
         mu, logvar = self.split(params)
         return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
 
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Exact sample from :math:`q(z\mid x)` drawn from ``generator`` (for seeded evaluation)."""
+        mu, logvar = self.split(params)
+        return mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=mu.device, generator=generator)
+
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return self.split(params)[0]
+
+    def set_step(self, step: int) -> None:
+        """Gaussian parts have no schedule."""
 
     def kl(self, params: torch.Tensor) -> torch.Tensor:
         """Per-dimension KL to the prior, shape ``(batch, size)`` (closed form)."""
@@ -83,19 +91,38 @@ class CategoricalPart:
     r"""One categorical latent with ``k`` classes, uniform prior, represented one-hot.
 
     During training the sample is relaxed with the Gumbel-softmax / Concrete distribution
-    (``torch.distributions.RelaxedOneHotCategorical``) at ``temperature``; in evaluation mode
-    (``hard=True``) it is the exact one-hot sample. Encoder parameters: ``k`` logits.
+    (``torch.distributions.RelaxedOneHotCategorical``) at ``temperature``; ``hard=True`` (or :meth:`sample`)
+    gives the exact one-hot sample. Encoder parameters: ``k`` logits.
+
+    Parameters
+    ----------
+    k : number of categories
+    temperature : :math:`\tau` of the relaxation (eq. 4.20 of the thesis)
+    temperature_min, anneal_rate : optional annealing (Jang et al. 2017),
+        :math:`\tau_t=\max(\tau_{\min},\,\tau\,e^{-rt})` at training step :math:`t`; ``anneal_rate=0`` keeps
+        :math:`\tau` fixed.
     """
 
     kind = "categorical"
 
-    def __init__(self, k: int, temperature: float = 0.67, name: str = "c"):
+    def __init__(self, k: int, temperature: float = 0.67, name: str = "c", temperature_min: float | None = None,
+                 anneal_rate: float = 0.0):
         if k < 2:
             raise ValueError(f"categorical part {name!r} needs k >= 2, got {k}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if anneal_rate < 0:
+            raise ValueError(f"anneal_rate must be >= 0, got {anneal_rate}")
+        if temperature_min is not None and not 0 < temperature_min <= temperature:
+            raise ValueError(f"temperature_min must be in (0, temperature], got {temperature_min}")
         self.k, self.size, self.n_params, self.name = int(k), int(k), int(k), name
-        self.temperature = float(temperature)
+        self.temperature = self.temperature0 = float(temperature)
+        self.temperature_min = float(temperature if temperature_min is None else temperature_min)
+        self.anneal_rate = float(anneal_rate)
+
+    def set_step(self, step: int) -> None:
+        """Set the temperature for training step ``step`` (the annealing schedule)."""
+        self.temperature = max(self.temperature_min, self.temperature0 * math.exp(-self.anneal_rate * step))
 
     def split(self, params: torch.Tensor) -> torch.Tensor:
         return params
@@ -108,6 +135,11 @@ class CategoricalPart:
             return D.OneHotCategorical(logits=params).sample()
         t = torch.tensor(self.temperature, device=params.device, dtype=params.dtype)
         return D.RelaxedOneHotCategorical(t, logits=params).rsample()
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Exact one-hot sample from :math:`q(c\mid x)` drawn from ``generator``."""
+        idx = torch.multinomial(torch.softmax(params, -1), 1, generator=generator).squeeze(-1)
+        return F.one_hot(idx, self.k).to(params.dtype)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return F.one_hot(params.argmax(-1), self.k).to(params.dtype)
@@ -163,6 +195,15 @@ class LatentSpace:
 
     def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.join({p.name: p.mode(params[p.name]) for p in self.parts})
+
+    def sample(self, params: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Exact (not relaxed) sample of the whole code from ``generator``."""
+        return self.join({p.name: p.sample(params[p.name], generator) for p in self.parts})
+
+    def set_step(self, step: int) -> None:
+        """Advance every part's schedule (e.g. the Gumbel-softmax temperature) to training step ``step``."""
+        for p in self.parts:
+            p.set_step(step)
 
     def kl(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-part, per-dimension KL to the prior."""

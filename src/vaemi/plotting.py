@@ -11,7 +11,7 @@ from torchvision.utils import make_grid
 
 from .models import VAE
 
-__all__ = ["set_style", "show_images", "plot_history", "latent_traversal_grid", "latent_manifold"]
+__all__ = ["set_style", "show_images", "plot_history", "latent_traversal_grid", "latent_manifold", "code_sweep"]
 
 
 def set_style() -> None:
@@ -72,3 +72,36 @@ def latent_manifold(model: VAE, n: int = 15, bound: float = 0.95) -> torch.Tenso
         raise ValueError(f"latent_manifold needs a 2-D latent, this model has {model.latent.size}")
     q = norm.ppf(np.linspace(1 - bound, bound, n))
     return latent_traversal_grid(model, 0, 1, values=q)
+
+
+@torch.no_grad()
+def code_sweep(model: VAE, x: torch.Tensor, part: str, dim: int | None = None,
+               values: Sequence[float] | np.ndarray | None = None) -> torch.Tensor:
+    """One row per image of ``x``: the image itself, then its decoding with one code component swept and the
+    rest of the code fixed at the posterior mode (Gaussian means, most probable category).
+
+    For a categorical ``part`` the sweep runs through its ``k`` one-hot values (the thesis's Figs. 4.5-4.6); for
+    a Gaussian part, dimension ``dim`` takes ``values`` (Fig. 4.4). Returns ``(n * (1 + n_values), C, H, W)``
+    in row-major order.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    x = x.to(device)
+    params = model.encode(x)
+    codes = model.latent.split_code(model.latent.mode(params))
+    p = model.latent[part]
+    if p.kind == "categorical":
+        settings = list(torch.eye(p.k, device=device))
+    else:
+        if dim is None or values is None:
+            raise ValueError("a Gaussian part needs `dim` and `values`")
+        settings = [float(v) for v in values]
+    rows = [x]
+    for v in settings:
+        c = {k: t.clone() for k, t in codes.items()}
+        if p.kind == "categorical":
+            c[part] = v.expand_as(c[part])
+        else:
+            c[part][:, dim] = v
+        rows.append(model.likelihood.mean(model.decode(model.latent.join(c))).view_as(x))
+    return torch.stack(rows, 1).flatten(0, 1)

@@ -210,6 +210,7 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         perm = torch.randperm(n, generator=gen).to(device)
         for b in range(steps_per_epoch):
             xb = x[perm[b * batch_size:(b + 1) * batch_size]]
+            model.latent.set_step(step)  # schedules, e.g. the annealed Gumbel-softmax temperature
             if aux_opt is not None:
                 aux_loss = loss.auxiliary_loss(model, xb, step)
                 _check_finite(aux_loss, {}, epoch, step, "auxiliary loss")

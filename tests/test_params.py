@@ -63,6 +63,15 @@ BAD = [("epochs", "-1", "epochs"), ("dataset", "imagenet", "dataset"), ("lr", "0
        ("batch_size", "5000", "batch_size")]  # the last is inconsistent with n_train (a cross-parameter check)
 
 
+@pytest.mark.parametrize("name,value", [("k", "1"), ("temperature", "0"), ("gauss_lam", "0.7"), ("datasets", "cifar10")])
+def test_thesis_chapter_checks_its_own_parameters(name, value, tmp_path):
+    """K, the temperature, lambda (must be in the sweep) and the dataset list of book/vmim.ipynb."""
+    r = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "book" / "vmim.ipynb"), str(tmp_path / "out.ipynb"),
+                        "-p", name, value, "--cwd", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "ParameterError" in r.stderr and f"parameter '{name}'" in r.stderr, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("name,value,expected", BAD, ids=[b[0] for b in BAD])
 def test_bad_parameter_fails_fast_with_its_name(nb, name, value, expected, tmp_path):

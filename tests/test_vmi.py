@@ -103,7 +103,6 @@ def test_auxiliary_step_trains_only_q(tiny_images):
 
 
 def test_infovae_is_the_recycled_encoder_prior_code_case(tiny_images):
-    m = copy.deepcopy(_joint())
     lat = LatentSpace([GaussianPart(3, "z"), GaussianPart(2, "c")])
     seed_everything(0)
     m = build_vae((1, 28, 28), lat, hidden=(32,))

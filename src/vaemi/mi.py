@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from .data import ImageData
-from .losses import BaseLoss, ELBOLoss, elbo_terms, register_loss
+from .losses import BaseLoss, elbo_terms, register_loss
 from .models import VAE, BernoulliLikelihood, GaussianPart, LatentSpace, MLPEncoder
 
 __all__ = ["generate_and_reencode", "mi_lower_bound", "mi_upper_bound", "InfoVAELoss", "lemma1_sides",

@@ -7,11 +7,17 @@ parameter, the value received and what was expected.
 """
 from __future__ import annotations
 
+import ast
+import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["ParameterError", "Int", "Float", "Bool", "Choice", "Str", "ListOf", "validate", "require"]
+__all__ = ["ParameterError", "Int", "Float", "Bool", "Choice", "Str", "ListOf", "validate", "require",
+           "injected_names"]
+
+#: First line of the cell that papermill injects with ``-p NAME VALUE`` / ``-f FILE.yaml``.
+PAPERMILL_HEADER = "# Parameters"
 
 
 class ParameterError(ValueError):
@@ -114,7 +120,45 @@ def _check_range(name: str, value: float, low: float | None, high: float | None)
         raise ParameterError(f"parameter {name!r} must be <= {high}, got {value!r}")
 
 
-def validate(values: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+def injected_names(history: Sequence[str] | None = None) -> list[str] | None:
+    """Names assigned by the parameters that papermill injected into this kernel, if any.
+
+    Papermill executes its injected cell (first line exactly ``# Parameters``) right after the
+    notebook's ``parameters`` cell; IPython keeps every executed cell in ``In``. The most recent such
+    cell is parsed, so a name passed with ``-p`` is found even when the chapter does not define it.
+
+    Parameters
+    ----------
+    history : sequence of str, optional
+        Executed cell sources, oldest first (default: IPython's ``In`` of the running kernel).
+
+    Returns
+    -------
+    list of str or None
+        The assigned names, or ``None`` outside IPython or when nothing was injected.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        ip = get_ipython()
+        if ip is None:
+            return None
+        history = ip.user_ns.get("In", [])
+    for src in reversed(list(history)):
+        lines = (src or "").lstrip().splitlines()
+        if lines and lines[0].strip() == PAPERMILL_HEADER:
+            names = []
+            for node in ast.parse(src).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+            return names
+    return None
+
+
+def validate(values: Mapping[str, Any], spec: Mapping[str, Any],
+             injected: Sequence[str] | None = None) -> dict[str, Any]:
     """Check every parameter in ``spec`` against ``values`` (typically ``globals()``).
 
     Parameters
@@ -123,6 +167,10 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, An
         Where the parameters live; a notebook passes ``globals()``.
     spec : mapping of str to checker
         ``{"epochs": Int(1), "lr": Float(0, open_low=True), ...}``.
+    injected : sequence of str, optional
+        Names given from outside (papermill ``-p``/``-f``); default: found with :func:`injected_names`.
+        A name that ``spec`` does not define is an error (a typo such as ``-p epoch 3`` must not run
+        the chapter with its defaults), naming the closest valid parameter.
 
     Returns
     -------
@@ -134,6 +182,16 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, An
     ParameterError
         Naming the first offending parameter.
     """
+    if injected is None:
+        injected = injected_names() or []
+    unknown = [k for k in injected if k not in spec]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(spec), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ParameterError(f"unknown parameter {', '.join(hints)}: this chapter defines only "
+                             f"{sorted(spec)}")
     missing = [k for k in spec if k not in values]
     if missing:
         raise ParameterError(f"parameters {missing} are not defined in the notebook")

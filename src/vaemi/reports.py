@@ -1,0 +1,81 @@
+"""Report helpers: one function per kind of model summary, used both per epoch (as a training
+``eval_fn``) and at the end of training, so that the two never compute the same quantity twice in two
+ways.
+
+* :func:`mi_report`: the information each Gaussian part carries (a lower bound on generated data, the
+  rate as an upper bound) and the ELBO terms — the infoVAE chapter.
+* :func:`categorical_report`: how a categorical code clusters the data (accuracy, the decomposition of
+  its KL, the eq. 4.8 bound) — the thesis chapter.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .metrics import categorical_kl_decomposition, category_probs, cluster_accuracy, evaluate_elbo
+from .mi import AuxiliaryQ, mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
+from .models import VAE
+
+__all__ = ["mi_report", "categorical_report"]
+
+
+def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *, n: int, seed: int,
+              total: bool = False, x_tilde: str = "sample") -> dict[str, float]:
+    r"""Information of each latent part and the ELBO terms of ``model`` (nats).
+
+    Parameters
+    ----------
+    x : tensor
+        Images for the rates (upper bounds, :math:`\mathbb E_x\mathrm{KL}(q(c\mid x)\|p(c))`) and the ELBO.
+    parts : names of the latent parts
+    n, seed : prior samples and seed of the lower bounds (:func:`vaemi.mi.mi_lower_bound`)
+    total : also the bound on the information of all ``parts`` together (``I_total``)
+    x_tilde : how generated images are made for the lower bounds (``"sample"``: exact Bernoulli samples)
+
+    Returns
+    -------
+    dict
+        ``I_<part>``, ``se_<part>`` (lower bound and its standard error), ``rate_<part>`` (upper bound),
+        with ``total``: ``I_total``, ``se_total``; and ``rec``, ``kl``, ``elbo`` on ``x``.
+    """
+    out: dict[str, float] = {}
+    for p in parts:
+        out[f"I_{p}"], out[f"se_{p}"] = mi_lower_bound(model, p, n=n, seed=seed, x_tilde=x_tilde)
+    if total:
+        out["I_total"], out["se_total"] = mi_lower_bound(model, list(parts)[::-1], n=n, seed=seed, x_tilde=x_tilde)
+    for p in parts:
+        out[f"rate_{p}"] = mi_upper_bound(model, x, p)
+    ev = evaluate_elbo(model, x)
+    out.update(rec=ev["rec"], kl=ev["kl"], elbo=ev["elbo"])
+    return out
+
+
+def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray, k: int, *, seed: int,
+                       part: str = "c", elbo: bool = True) -> dict:
+    r"""How the categorical part ``part`` of ``model`` clusters ``x`` (labels ``y``, ``k`` categories).
+
+    Returns
+    -------
+    dict
+        ``acc_hungarian``, ``acc_majority`` (:func:`vaemi.metrics.cluster_accuracy`); ``kl_c`` (the rate),
+        ``I_q`` (its information part), ``kl_marginal``, ``residual``, ``H_marginal`` (eq. 4.23,
+        :func:`vaemi.metrics.categorical_kl_decomposition`); ``mi_lb_thesis`` and ``mi_lb_corrected`` (eq. 4.8
+        with the prior's and with the marginal's entropy) and their ``se``; ``used_categories``; with
+        ``elbo``: ``elbo`` and ``rec``. The arrays ``probs`` and the full ``acc`` and ``dec`` results are
+        under ``"details"``.
+    """
+    probs = category_probs(model, x, part=part)
+    acc = cluster_accuracy(probs.argmax(1), y, k)
+    dec = categorical_kl_decomposition(probs)
+    b = posterior_mi_lower_bound(model, q, x, seed=seed)
+    out = dict(acc_hungarian=acc["hungarian"], acc_majority=acc["majority"], kl_c=dec["rate"], I_q=dec["mi"],
+               kl_marginal=dec["marginal_kl"], residual=dec["residual"], mi_lb_thesis=b["mi_lb"],
+               mi_lb_corrected=b["mi_lb_marginal"], se=b["se"], H_marginal=dec["h_marginal"],
+               used_categories=int((np.bincount(probs.argmax(1), minlength=k) > 0).sum()))
+    if elbo:
+        ev = evaluate_elbo(model, x)
+        out.update(elbo=ev["elbo"], rec=ev["rec"])
+    out["details"] = dict(probs=probs, acc=acc, dec=dec)
+    return out

@@ -1,0 +1,38 @@
+"""Report helpers give the same numbers as the functions they gather (issue 9, item 2)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vaemi
+from vaemi.metrics import category_probs, cluster_accuracy, evaluate_elbo
+from vaemi.mi import AuxiliaryQ, MITarget, mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
+from vaemi.models import CategoricalPart, GaussianPart, LatentSpace
+from vaemi.reports import categorical_report, mi_report
+
+
+def test_mi_report_matches_the_bounds(tiny_images):
+    vaemi.seed_everything(0)
+    m = vaemi.build_vae(tiny_images.shape[1:], LatentSpace([GaussianPart(3, "z"), GaussianPart(2, "c")]), hidden=[16])
+    r = mi_report(m, tiny_images, n=200, seed=5, total=True)
+    assert (r["I_c"], r["se_c"]) == mi_lower_bound(m, "c", n=200, seed=5, x_tilde="sample")
+    assert (r["I_total"], r["se_total"]) == mi_lower_bound(m, ["z", "c"], n=200, seed=5, x_tilde="sample")
+    assert r["rate_z"] == mi_upper_bound(m, tiny_images, "z")
+    assert r["elbo"] == evaluate_elbo(m, tiny_images)["elbo"]
+    assert r["rate_c"] >= 0 and np.isfinite(list(r.values())).all()
+
+
+def test_categorical_report_matches_its_parts(tiny_images):
+    vaemi.seed_everything(0)
+    lat = LatentSpace([GaussianPart(2, "z"), CategoricalPart(4, name="c")])
+    m = vaemi.build_vae(tiny_images.shape[1:], lat, hidden=[16])
+    q = AuxiliaryQ(tiny_images.shape[1:], MITarget(lat, "c"), hidden=[16])
+    y = np.arange(len(tiny_images)) % 4
+    r = categorical_report(m, q, tiny_images, y, 4, seed=2)
+    probs = category_probs(m, tiny_images)
+    assert r["acc_hungarian"] == cluster_accuracy(probs.argmax(1), y, 4)["hungarian"]
+    assert r["mi_lb_thesis"] == pytest.approx(posterior_mi_lower_bound(m, q, tiny_images, seed=2)["mi_lb"], abs=0)
+    assert r["kl_c"] == pytest.approx(r["I_q"] + r["kl_marginal"] + r["residual"], abs=1e-9)
+    assert 1 <= r["used_categories"] <= 4 and "elbo" in r
+    assert "elbo" not in categorical_report(m, q, tiny_images, y, 4, seed=2, elbo=False)

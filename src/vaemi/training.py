@@ -26,8 +26,12 @@ from .models import VAE
 
 __all__ = [
     "seed_everything", "resolve_device", "NonFiniteLossError", "History", "train",
-    "save_checkpoint", "load_checkpoint",
+    "save_checkpoint", "load_checkpoint", "read_resume_state", "FINITE_CHECK_EVERY_CUDA",
 ]
+
+#: On CUDA, reading the "was any loss non-finite?" flag costs a host-device sync, so it is read
+#: only every this many steps (and at the end of every epoch); on the CPU it is read every step.
+FINITE_CHECK_EVERY_CUDA = 50
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -104,6 +108,30 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
     return state
 
 
+def read_resume_state(path: str | Path, device: str | torch.device | None = None) -> dict[str, Any]:
+    """Read a training checkpoint for resuming, keeping every tensor on the CPU.
+
+    The checkpoint is always loaded with ``map_location="cpu"`` whatever ``device`` is: the random
+    number generator states in it must stay CPU ``uint8`` tensors (``torch.set_rng_state`` and
+    ``torch.cuda.set_rng_state_all`` reject anything else), while ``load_state_dict`` copies the
+    weights and optimizer states onto the device of the parameters they are loaded into.
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint written by :func:`train`.
+    device : str or torch.device, optional
+        The device training resumes on; only informative (nothing is moved there here).
+
+    Returns
+    -------
+    dict
+        The checkpoint, all tensors on the CPU.
+    """
+    del device  # deliberately unused: see above
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
     """Every random state training depends on, as tensors (loadable with ``weights_only=True``)."""
     state = {"batches": gen.get_state(), "torch": torch.get_rng_state()}
@@ -113,26 +141,45 @@ def _rng_state(gen: torch.Generator) -> dict[str, Any]:
 
 
 def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    gen.set_state(state["batches"])
-    torch.set_rng_state(state["torch"])
+    gen.set_state(state["batches"].cpu())
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _check_finite(loss: torch.Tensor, logs: dict[str, torch.Tensor], epoch: int, step: int, what: str) -> None:
-    if not torch.isfinite(loss):
-        shown = {k: round(float(v), 4) for k, v in logs.items() if v.ndim == 0}
+_ADVICE = "Lower the learning rate, check the data range, or the decoder variance."
+
+
+def _snapshot(objs: dict[str, Any]) -> dict[str, Any]:
+    """Deep copies (on their own device) of the state dicts of models and optimizers."""
+    import copy
+
+    return {k: copy.deepcopy(o.state_dict()) for k, o in objs.items() if o is not None}
+
+
+def _restore(objs: dict[str, Any], snap: dict[str, Any]) -> None:
+    for k, o in objs.items():
+        if o is not None and k in snap:
+            o.load_state_dict(snap[k])
+
+
+def _check_eval(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
+    """``eval_fn``'s values as floats; a NaN/inf one raises :class:`NonFiniteLossError` naming it."""
+    row = {k: float(v) for k, v in metrics.items()}
+    bad = {k: v for k, v in row.items() if not np.isfinite(v)}
+    if bad:
         raise NonFiniteLossError(
-            f"{what} became {float(loss.detach())} at epoch {epoch}, step {step} (last values: {shown}). "
-            "Lower the learning rate, check the data range, or the decoder variance."
+            f"evaluation metric(s) {', '.join(f'{k}={v}' for k, v in bad.items())} non-finite after epoch {epoch}. "
+            + _ADVICE
         )
+    return row
 
 
 def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: int, batch_size: int = 100,
           lr: float = 1e-3, seed: int = 0, device: str | torch.device | None = None,
           eval_fn: Callable[[VAE, int], dict[str, float]] | None = None, aux_lr: float | None = None,
           checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
-          desc: str = "train") -> History:
+          desc: str = "train", check_every: int | None = None) -> History:
     """Train ``model`` on ``data`` by minimizing ``loss`` with Adam.
 
     Parameters
@@ -155,6 +202,10 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         join the epoch's row in the history.
     checkpoint : path, optional
         Write an atomic checkpoint there after every epoch; with ``resume=True`` continue from it.
+    check_every : int, optional
+        Read the non-finite-loss flag every this many steps (and at the end of every epoch).
+        Default: 1 on the CPU, :data:`FINITE_CHECK_EVERY_CUDA` on CUDA (reading it syncs).
+        Whatever the cadence, the error names the *first* non-finite step.
 
     Returns
     -------
@@ -165,12 +216,17 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
     Raises
     ------
     NonFiniteLossError
-        As soon as a minibatch loss is NaN or infinite.
+        When a minibatch loss (or the auxiliary loss) is NaN or infinite, naming the first such
+        epoch and step; ``model`` (and the optimizers) are then put back to the last state known
+        to be finite, and no checkpoint is written from non-finite weights. Also when a value
+        returned by ``eval_fn`` is NaN or infinite, naming it.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if check_every is not None and check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
     device = resolve_device(device)
     x = data.x if isinstance(data, ImageData) else data
     if x.numel() == 0:
@@ -188,7 +244,10 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
 
     history, start_epoch = History(), 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, model, opt, map_location=device)
+        state = read_resume_state(checkpoint, device)  # on the CPU: the RNG states must stay there
+        model.load_state_dict(state["model"])
+        if state.get("optimizer") is not None:
+            opt.load_state_dict(state["optimizer"])
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
         if aux_opt is not None and state.get("aux_optimizer") is not None:
@@ -197,8 +256,36 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         start_epoch = len(history)
         _set_rng_state(gen, state["rng"])  # continue exactly where the interrupted run stopped
 
-    # a finiteness check costs a host-device sync on CUDA: there, check every 50 steps (NaNs propagate)
-    check_every_step = device.type != "cuda"
+    # Reading a finiteness flag costs a host-device sync on CUDA, so there it is read only every
+    # `check_every` steps; meanwhile the first non-finite step is recorded on the device, and the
+    # states at the last passed check are kept so that the error path can put them back.
+    if check_every is None:
+        check_every = FINITE_CHECK_EVERY_CUDA if device.type == "cuda" else 1
+    no_step = torch.tensor(-1, dtype=torch.long, device=device)
+    first_bad = {"loss": no_step.clone(), "auxiliary loss": no_step.clone()}
+    states = {"model": model, "optimizer": opt, "aux": aux, "aux_optimizer": aux_opt}
+    good = _snapshot(states) if check_every > 1 else {}
+    last_logs: dict[str, torch.Tensor] = {}
+
+    def note(what: str, value: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(value.detach()) & (first_bad[what] < 0)
+        first_bad[what] = torch.where(bad, torch.full_like(first_bad[what], step), first_bad[what])
+
+    def check() -> None:
+        nonlocal good
+        found = {w: int(s) for w, s in first_bad.items() if int(s) >= 0}
+        if not found:
+            if check_every > 1:
+                good = _snapshot(states)
+            return
+        what, s = min(found.items(), key=lambda kv: kv[1])
+        _restore(states, good)  # with check_every == 1 the bad update was never applied
+        shown = {k: round(float(v), 4) for k, v in last_logs.items() if v.ndim == 0}
+        raise NonFiniteLossError(
+            f"{what} became non-finite at epoch {s // steps_per_epoch}, step {s} (values at the check: "
+            f"{shown}); the model holds the last finite weights. " + _ADVICE
+        )
+
     n = x.shape[0]
     steps_per_epoch = (n + batch_size - 1) // batch_size
     step = start_epoch * steps_per_epoch
@@ -213,13 +300,17 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
             model.latent.set_step(step)  # schedules, e.g. the annealed Gumbel-softmax temperature
             if aux_opt is not None:
                 aux_loss = loss.auxiliary_loss(model, xb, step)
-                _check_finite(aux_loss, {}, epoch, step, "auxiliary loss")
+                note("auxiliary loss", aux_loss, step)
+                if check_every == 1:
+                    check()
                 aux_opt.zero_grad(set_to_none=True)
                 aux_loss.backward()
                 aux_opt.step()
             value, logs = loss(model, xb, step)
-            if check_every_step or (step + 1) % 50 == 0 or b == steps_per_epoch - 1:
-                _check_finite(value, logs, epoch, step, "loss")
+            note("loss", value, step)
+            last_logs = logs
+            if check_every == 1:
+                check()  # before the update: a non-finite loss is never applied
             opt.zero_grad(set_to_none=True)
             if aux is not None:
                 aux.zero_grad(set_to_none=True)
@@ -228,6 +319,8 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * xb.shape[0]
             step += 1
+            if check_every > 1 and (step % check_every == 0 or b == steps_per_epoch - 1):
+                check()
         row: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0}
         for k, v in sums.items():
             v = v / n
@@ -238,7 +331,7 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         if eval_fn is not None:
             model.eval()
             with torch.no_grad():
-                row.update({k: float(v) for k, v in eval_fn(model, epoch + 1).items()})
+                row.update(_check_eval(eval_fn(model, epoch + 1), epoch + 1))
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.2f}")
         if checkpoint is not None:

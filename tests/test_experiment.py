@@ -145,7 +145,7 @@ def test_interrupted_training_resumes_at_the_last_finished_epoch(init, tiny_imag
 
 
 def test_cache_off_and_provenance_in_results(init, tiny_images, monkeypatch):
-    from vaemi.results import Results
+    from vaemi.tooling.results import Results
 
     monkeypatch.setenv("VAEMI_CACHE", "off")
     assert cache.cache_root() is None

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT
-from vaemi.book import notebooks
-from vaemi.params import Bool, Choice, Float, Int, ListOf, ParameterError, Str, require, validate
+from vaemi.tooling.book import notebooks
+from vaemi.tooling.params import Bool, Choice, Float, Int, ListOf, ParameterError, Str, require, validate
 
 
 def test_validate_accepts_good_values():

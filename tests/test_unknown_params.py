@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from vaemi.book import notebooks
-from vaemi.params import Int, ParameterError, injected_names, validate
+from vaemi.tooling.book import notebooks
+from vaemi.tooling.params import Int, ParameterError, injected_names, validate
 
 CHAPTERS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"]
 

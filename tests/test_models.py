@@ -5,7 +5,7 @@ import torch
 from torch import distributions as D
 
 from vaemi.models import (BernoulliLikelihood, CategoricalPart, GaussianLikelihood, GaussianPart, LatentSpace,
-                          build_vae)
+                          build_vae, model_device, part_names)
 
 
 @pytest.mark.parametrize("arch,shape", [("mlp", (1, 28, 28)), ("conv", (1, 28, 28)), ("conv", (3, 32, 32))])
@@ -102,3 +102,13 @@ def test_latent_parts_reject_bad_sizes():
         CategoricalPart(3, temperature=0.0)
     with pytest.raises(ValueError, match="unique"):
         LatentSpace([GaussianPart(2, "z"), GaussianPart(2, "z")])
+
+
+def test_model_device_helper():
+    m = build_vae((1, 28, 28), 2, hidden=(8,))
+    assert m.device == model_device(m) == torch.device("cpu")
+    assert model_device(GaussianLikelihood()) == torch.device("cpu")   # a buffer only
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")        # no tensors at all
+    if torch.cuda.is_available():
+        assert m.to("cuda").device.type == "cuda" and m.generate(2).device.type == "cuda"
+    assert part_names("c") == ["c"] and part_names(("z", "c")) == ["z", "c"]

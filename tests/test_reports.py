@@ -7,7 +7,8 @@ import torch
 
 import vaemi
 from vaemi.metrics import category_probs, cluster_accuracy, evaluate_elbo
-from vaemi.mi import AuxiliaryQ, MITarget, mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
+from vaemi.losses.mi import AuxiliaryQ, MITarget
+from vaemi.mi_estimators import mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
 from vaemi.models import CategoricalPart, GaussianPart, LatentSpace
 from vaemi.reports import categorical_report, mi_report
 

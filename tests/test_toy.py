@@ -1,10 +1,12 @@
 import math
 
+import numpy as np
+import pytest
 import torch
 from torch import distributions as D
 
 from vaemi.estimators import per_sample_gradients
-from vaemi.toy import LinearGaussian
+from vaemi.toy import LinearGaussian, lemma1_sides
 
 
 def _joint_conditional(lg, x):
@@ -55,3 +57,17 @@ def test_gradient_estimators_unbiased_and_pathwise_lower_variance():
         assert ((g.mean(0) - exact).abs() < 5 * se).all(), method
         var[method] = g.var(0).mean()
     assert var["score"] > 3 * var["pathwise"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lemma1_holds_exactly_on_discrete_joints(seed):
+    rng = np.random.default_rng(seed)
+    p_z, pxz = rng.dirichlet(np.ones(4)), rng.dirichlet(np.ones(6), size=4)
+    f = np.random.default_rng(100 + seed).normal(size=(pxz.shape[1], len(p_z)))
+    lhs, rhs = lemma1_sides(p_z, pxz, f)
+    assert lhs == pytest.approx(rhs, abs=1e-12)
+    # with f(x, z) = log p(z | x) both sides are -H(z | x), computed here from the joint directly
+    joint = p_z[:, None] * pxz
+    post = joint / joint.sum(0)
+    lhs, rhs = lemma1_sides(p_z, pxz, np.log(post).T)
+    assert lhs == pytest.approx(float((joint * np.log(post)).sum()), abs=1e-12) and rhs == pytest.approx(lhs, abs=1e-12)

@@ -9,7 +9,8 @@ import torch
 
 from vaemi import build_vae, get_loss, train
 from vaemi.metrics import categorical_kl_decomposition, category_probs, cluster_accuracy, traversal_sensitivity
-from vaemi.mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss, posterior_mi_lower_bound
+from vaemi.losses.mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss
+from vaemi.mi_estimators import posterior_mi_lower_bound
 from vaemi.models import CategoricalPart, GaussianPart, LatentSpace
 from vaemi.plotting import code_sweep
 from vaemi.training import seed_everything

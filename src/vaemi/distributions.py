@@ -12,7 +12,8 @@ import torch
 
 __all__ = [
     "LOG_2PI", "kl_normal_std_normal", "kl_normal_normal", "gaussian_entropy", "std_normal_entropy",
-    "kl_categorical_uniform", "categorical_entropy", "gaussian_log_prob",
+    "kl_categorical_uniform", "categorical_entropy", "gaussian_log_prob", "categorical_marginal_entropy",
+    "log_mean_exp",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -54,6 +55,45 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of categorical distributions given unnormalized ``logits`` on the last axis."""
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def categorical_marginal_entropy(probs: torch.Tensor) -> torch.Tensor:
+    r"""Entropy (nats) of the marginal :math:`q(c)=\frac1N\sum_n q(c\mid x_n)` of a categorical code.
+
+    The one place where the book computes :math:`H(q(c))`: in the training objective (a minibatch
+    estimate, differentiable), in the eq. 4.8 bound and in the eq. 4.23 decomposition.
+
+    Parameters
+    ----------
+    probs : tensor (N, K)
+        Rows :math:`q(c\mid x_n)`, each summing to one.
+
+    Returns
+    -------
+    tensor
+        Scalar :math:`-\sum_k q(c{=}k)\log q(c{=}k)`, with :math:`0\log 0=0` (the logarithm is taken of the
+        probability clamped at the smallest normal number of its dtype, so gradients stay finite).
+    """
+    marg = probs.mean(0)
+    return -(marg * marg.clamp_min(torch.finfo(marg.dtype).tiny).log()).sum(-1)
+
+
+def log_mean_exp(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    r""":math:`\log\frac1K\sum_k e^{t_k}` along ``dim`` (:math:`K` = ``t.shape[dim]``), computed stably.
+
+    Parameters
+    ----------
+    t : tensor
+        Log-values, e.g. importance log-weights ``(K, batch)``.
+    dim : int
+        The axis of the :math:`K` samples.
+
+    Returns
+    -------
+    tensor
+        ``t`` reduced over ``dim``.
+    """
+    return torch.logsumexp(t, dim) - math.log(t.shape[dim])
 
 
 def kl_categorical_uniform(logits: torch.Tensor) -> torch.Tensor:

@@ -1,34 +1,63 @@
-"""Evaluation of trained models: ELBO terms on a dataset, importance-weighted log-likelihood,
-per-dimension KL and active units."""
+"""Evaluation of trained models: ELBO terms on a dataset, importance-weighted estimates (the IWAE
+log-likelihood and the reconstruction probability, both from one importance sampler,
+:func:`importance_log_weights`), per-dimension KL and active units, and how a categorical code clusters the
+data. Bounds on mutual information are in :mod:`vaemi.mi_estimators`."""
 from __future__ import annotations
 
-import math
+from typing import Iterator
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.special import entr, rel_entr
+from scipy.special import rel_entr
 
 from .data import ImageData
-from .losses import elbo_terms
-from .models import VAE
+from .distributions import LOG_2PI, categorical_marginal_entropy, log_mean_exp
+from .losses.base import elbo_terms
+from .models import VAE, model_device
 
-__all__ = ["evaluate_elbo", "iwae_log_likelihood", "active_units", "traversal_sensitivity", "category_probs",
-           "cluster_accuracy", "categorical_kl_decomposition"]
+__all__ = ["evaluate_elbo", "importance_log_weights", "iwae_log_likelihood", "reconstruction_probability",
+           "active_units", "traversal_sensitivity", "category_probs", "cluster_accuracy",
+           "categorical_kl_decomposition", "data_tensor"]
 
 
-def _x(data: ImageData | torch.Tensor, device) -> torch.Tensor:
+def data_tensor(data: ImageData | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """The images of ``data`` as a tensor on ``device``.
+
+    Parameters
+    ----------
+    data : ImageData or tensor
+    device : torch.device or str
+
+    Returns
+    -------
+    tensor
+    """
     return (data.x if isinstance(data, ImageData) else data).to(device)
 
 
 @torch.no_grad()
 def evaluate_elbo(model: VAE, data: ImageData | torch.Tensor, batch_size: int = 1000, seed: int = 0
                   ) -> dict[str, float]:
-    """Average reconstruction ``rec`` (:math:`-\\log p(x|z)`, one posterior sample), ``kl``, ``elbo``
-    and the KL of each latent dimension (``kl/<part>_<j>``) over ``data``."""
+    """ELBO terms of ``model`` averaged over ``data``, with one seeded posterior sample per image.
+
+    Parameters
+    ----------
+    model : VAE
+    data : ImageData or tensor
+    batch_size : int
+    seed : int
+        Seed of the posterior samples (the caller's random state is left untouched).
+
+    Returns
+    -------
+    dict
+        ``rec`` (:math:`-\\log p(x|z)`), ``kl``, ``elbo`` and the KL of each latent dimension
+        (``kl/<part>_<j>``), in nats per image.
+    """
     model.eval()
-    device = next(model.parameters()).device
-    x = _x(data, device)
+    device = model_device(model)
+    x = data_tensor(data, device)
     sums: dict[str, float] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # the posterior samples are reproducible; the caller's RNG is left untouched
@@ -52,50 +81,163 @@ def _accumulate_elbo(model: VAE, x: torch.Tensor, batch_size: int, sums: dict[st
 
 
 @torch.no_grad()
+def importance_log_weights(model: VAE, data: ImageData | torch.Tensor, k: int, *, batch_size: int | None = None,
+                           seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    r"""Importance samples :math:`z_1..z_K\sim q(z\mid x)` for every image of ``data``, batch by batch.
+
+    The one importance sampler behind every IWAE-type estimate (:func:`iwae_log_likelihood`,
+    :func:`reconstruction_probability`): for each batch and each latent part in order, :math:`K` standard
+    normal draws ``(K, batch, size)`` from one generator seeded with ``seed``, so the same seed and batching give
+    the same samples.
+    Evaluation only: no gradients are tracked.
+
+    Parameters
+    ----------
+    model : VAE
+        A model whose latent parts are all Gaussian (prior :math:`\mathcal N(0, I)`).
+    data : ImageData or tensor
+    k : int
+        Samples per image.
+    batch_size : int, optional
+        Images per batch (``None``: all at once).
+    seed : int
+        Seed of a generator on the model's device.
+
+    Yields
+    ------
+    loglik : tensor (k, batch)
+        :math:`\log p(x\mid z_k)`.
+    log_ratio : tensor (k, batch)
+        :math:`\log p(z_k) - \log q(z_k\mid x)`, so that :math:`\log w_k` = ``loglik + log_ratio``.
+
+    Raises
+    ------
+    ValueError
+        If a latent part is not Gaussian.
+    """
+    if any(p.kind != "gaussian" for p in model.latent.parts):
+        raise ValueError("importance sampling from q(z|x) supports Gaussian latent parts only")
+    model.eval()
+    device = model_device(model)
+    x = data_tensor(data, device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    step = x.shape[0] if batch_size is None else batch_size
+    for start in range(0, x.shape[0], step):
+        xb = x[start:start + step]
+        params = model.encode(xb)
+        log_ratio, codes = 0.0, {}
+        for p in model.latent.parts:
+            mu, logvar = p.split(params[p.name])
+            eps = torch.randn((k, *mu.shape), generator=g, device=device)
+            z = mu + (0.5 * logvar).exp() * eps
+            codes[p.name] = z
+            logq = (-0.5 * (LOG_2PI + logvar + eps.pow(2))).sum(-1)
+            logp = (-0.5 * (LOG_2PI + z.pow(2))).sum(-1)
+            log_ratio = log_ratio + logp - logq
+        z = model.latent.join(codes)  # (k, b, d)
+        xr = xb.unsqueeze(0).expand(k, *xb.shape).flatten(0, 1)
+        loglik = model.likelihood.log_prob(xr, model.decode(z.flatten(0, 1))).view(k, -1)
+        yield loglik, log_ratio
+
+
+@torch.no_grad()
 def iwae_log_likelihood(model: VAE, data: ImageData | torch.Tensor, k: int = 100, batch_size: int = 100,
                         seed: int = 0) -> float:
     r"""Average importance-weighted estimate of :math:`\log p(x)` (Burda et al. 2016):
 
     .. math:: \log \frac1K\sum_{k} \frac{p(x\mid z_k)\,p(z_k)}{q(z_k\mid x)},\quad z_k\sim q(z\mid x)
 
-    Only for latent spaces made of Gaussian parts. A lower bound that tightens as ``k`` grows.
+    A lower bound that tightens as ``k`` grows.
+
+    Parameters
+    ----------
+    model : VAE
+        Gaussian latent parts only.
+    data : ImageData or tensor
+    k : int
+        Importance samples per image.
+    batch_size : int
+        Images per batch (with ``seed``, it fixes the random draws; see :func:`importance_log_weights`).
+    seed : int
+
+    Returns
+    -------
+    float
+        Nats per image.
     """
-    model.eval()
-    if any(p.kind != "gaussian" for p in model.latent.parts):
-        raise ValueError("iwae_log_likelihood supports Gaussian latent parts only")
-    device = next(model.parameters()).device
-    x = _x(data, device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    total = 0.0
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        params = model.encode(xb)
-        logw = 0.0
-        codes = {}
-        for p in model.latent.parts:
-            mu, logvar = p.split(params[p.name])
-            eps = torch.randn((k, *mu.shape), generator=g, device=device)
-            z = mu + (0.5 * logvar).exp() * eps
-            codes[p.name] = z
-            logq = (-0.5 * (math.log(2 * math.pi) + logvar + eps.pow(2))).sum(-1)
-            logp = (-0.5 * (math.log(2 * math.pi) + z.pow(2))).sum(-1)
-            logw = logw + logp - logq
-        z = model.latent.join(codes)  # (k, b, d)
-        out = model.decode(z.flatten(0, 1))
-        xr = xb.unsqueeze(0).expand(k, *xb.shape).flatten(0, 1)
-        loglik = model.likelihood.log_prob(xr, out).view(k, -1)
-        total += float((torch.logsumexp(loglik + logw, 0) - math.log(k)).sum())
-    return total / x.shape[0]
+    total, n = 0.0, 0
+    for loglik, log_ratio in importance_log_weights(model, data, k, batch_size=batch_size, seed=seed):
+        total += float(log_mean_exp(loglik + log_ratio, 0).sum())
+        n += loglik.shape[1]
+    return total / n
+
+
+@torch.no_grad()
+def reconstruction_probability(model: VAE, x: ImageData | torch.Tensor, k: int = 100, seed: int = 0,
+                               batch_size: int | None = None) -> dict[str, float]:
+    r"""Section 4 of Ducau & Trénous on a trained model, by importance sampling with :math:`q(z\mid x)`.
+
+    Parameters
+    ----------
+    model : VAE
+        Gaussian latent parts only.
+    x : ImageData or tensor
+        The images.
+    k : int
+        Importance samples per image.
+    seed : int
+    batch_size : int, optional
+        Images per batch (``None``: all at once; the random draws depend on it, see
+        :func:`importance_log_weights`).
+
+    Returns
+    -------
+    dict
+        Per-image averages (nats) of
+
+        * ``log_px``: :math:`\log p(x)` (the IWAE estimate with ``k`` samples),
+        * ``elbo``: :math:`\mathbb E_q\log\frac{p(x,z)}{q(z|x)}`,
+        * ``rec_term``: :math:`\mathbb E_q\log p(x\mid z)`,
+        * ``log_rec_prob``: :math:`\log\mathbb E_{p(z\mid x)}p(x\mid z)
+          =\log\frac{\mathbb E_q[p(x|z)^2p(z)/q(z|x)]}{p(x)}`,
+          the log-probability of reconstructing :math:`x` when :math:`z` is drawn from the true posterior,
+        * ``rec_prob_bound``: the seed's lower bound :math:`-\mathrm{KL}(q\,\|\,p(z\mid x))+\mathbb E_q\log p(x\mid z)`
+          :math:`=\text{elbo}-\log p(x)+\text{rec\_term}`.
+
+        Ratios of estimates are biased for small ``k``; the values are estimates.
+    """
+    loglik, log_ratio = (torch.cat(t, 1) for t in
+                         zip(*importance_log_weights(model, x, k, batch_size=batch_size, seed=seed)))
+    logw = loglik + log_ratio
+    log_px = log_mean_exp(logw, 0)
+    elbo, rec_term = logw.mean(0), loglik.mean(0)
+    log_rec_prob = log_mean_exp(logw + loglik, 0) - log_px
+    out = {"log_px": log_px, "elbo": elbo, "rec_term": rec_term, "log_rec_prob": log_rec_prob,
+           "rec_prob_bound": elbo - log_px + rec_term}
+    return {key: float(v.mean()) for key, v in out.items()}
 
 
 @torch.no_grad()
 def active_units(model: VAE, data: ImageData | torch.Tensor, threshold: float = 1e-2, part: str | None = None
                  ) -> torch.Tensor:
-    r"""Activity :math:`A_j=\mathrm{Var}_x\,\mathbb E_{q}[z_j]` (Burda et al.) per Gaussian dimension;
-    returns the boolean mask :math:`A_j > \text{threshold}`."""
+    r"""Activity :math:`A_j=\mathrm{Var}_x\,\mathbb E_{q}[z_j]` (Burda et al.) per Gaussian dimension.
+
+    Parameters
+    ----------
+    model : VAE
+    data : ImageData or tensor
+    threshold : float
+        A dimension is active when :math:`A_j` exceeds it.
+    part : str, optional
+        The Gaussian part (default: the first one).
+
+    Returns
+    -------
+    tensor of bool (size of the part,)
+        The mask :math:`A_j > \text{threshold}`.
+    """
     model.eval()
-    device = next(model.parameters()).device
-    x = _x(data, device)
+    x = data_tensor(data, model_device(model))
     name = part or next(p.name for p in model.latent.parts if p.kind == "gaussian")
     mus = torch.cat([model.latent[name].split(model.encode(x[s:s + 1000])[name])[0]
                      for s in range(0, x.shape[0], 1000)])
@@ -111,10 +253,24 @@ def traversal_sensitivity(model: VAE, values=(-2.5, 2.5), n_steps: int = 11, bas
     (the other dimensions at ``base``) and the mean absolute difference between consecutive decoded images is
     summed and divided by the distance travelled. ``base`` is one code ``(d,)`` (default 0) or a batch
     ``(n, d)`` (e.g. the posterior means of test images), over which the result is averaged.
-    Returns a tensor ``(latent.size,)``.
+
+    Parameters
+    ----------
+    model : VAE
+    values : (float, float)
+        Start and end of the move.
+    n_steps : int
+        Codes along the move.
+    base : tensor (d,) or (n, d), optional
+        Where the other dimensions stay (default: the origin).
+
+    Returns
+    -------
+    tensor (latent.size,)
+        On the CPU.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     d = model.latent.size
     base = torch.zeros(d, device=device) if base is None else base.to(device)
     bases = base.view(-1, d)
@@ -131,10 +287,28 @@ def traversal_sensitivity(model: VAE, values=(-2.5, 2.5), n_steps: int = 11, bas
 
 @torch.no_grad()
 def category_probs(model: VAE, data: ImageData | torch.Tensor, part: str = "c", batch_size: int = 1000) -> np.ndarray:
-    r"""The encoder's category probabilities :math:`q(c\mid x)` on ``data``, shape ``(N, K)`` (float64)."""
+    r"""The encoder's category probabilities :math:`q(c\mid x)` on ``data``.
+
+    Parameters
+    ----------
+    model : VAE
+    data : ImageData or tensor
+    part : str
+        A categorical latent part.
+    batch_size : int
+
+    Returns
+    -------
+    ndarray (N, K)
+        float64, rows summing to one.
+
+    Raises
+    ------
+    ValueError
+        If ``part`` is not categorical.
+    """
     model.eval()
-    device = next(model.parameters()).device
-    x = _x(data, device)
+    x = data_tensor(data, model_device(model))
     if model.latent[part].kind != "categorical":
         raise ValueError(f"part {part!r} is not categorical")
     out = [torch.softmax(model.encode(x[s:s + batch_size])[part].double(), -1).cpu() for s in range(0, len(x), batch_size)]
@@ -144,10 +318,27 @@ def category_probs(model: VAE, data: ImageData | torch.Tensor, part: str = "c", 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray, k: int | None = None) -> dict:
     """Accuracy of cluster indices ``pred`` as a classifier of ``labels``.
 
-    * ``hungarian``: the best one-to-one map of clusters to labels
-      (``scipy.optimize.linear_sum_assignment`` on the count matrix);
-    * ``majority``: every cluster mapped to its most frequent label (many-to-one; never below ``hungarian``);
-    * ``counts``: the label × cluster count matrix; ``mapping``: cluster -> label of the one-to-one map.
+    Parameters
+    ----------
+    pred : ndarray of int (N,)
+        Cluster of each example.
+    labels : ndarray of int (N,)
+        Its true label.
+    k : int, optional
+        Number of clusters (default ``pred.max() + 1``).
+
+    Returns
+    -------
+    dict
+        * ``hungarian``: the best one-to-one map of clusters to labels
+          (``scipy.optimize.linear_sum_assignment`` on the count matrix);
+        * ``majority``: every cluster mapped to its most frequent label (many-to-one; never below ``hungarian``);
+        * ``counts``: the label × cluster count matrix; ``mapping``: cluster -> label of the one-to-one map.
+
+    Raises
+    ------
+    ValueError
+        If ``pred`` and ``labels`` are not non-empty 1-D arrays of one length.
     """
     pred, labels = np.asarray(pred, int), np.asarray(labels, int)
     if pred.shape != labels.shape or pred.ndim != 1 or len(pred) == 0:
@@ -171,7 +362,24 @@ def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = N
               \qquad q(c)=\tfrac1N\textstyle\sum_n q(c\mid x_n),
 
     with :math:`I_q(c;x)=\frac1N\sum_n\mathrm{KL}(q(c\mid x_n)\,\|\,q(c))`, each side computed separately.
-    ``residual`` = rate − (mi + marginal_kl); ``h_marginal`` = :math:`H(q(c))`. Default prior: uniform.
+
+    Parameters
+    ----------
+    probs : ndarray (N, K)
+        Rows :math:`q(c\mid x_n)`, each summing to one.
+    prior : ndarray (K,), optional
+        :math:`p(c)` (default uniform).
+
+    Returns
+    -------
+    dict
+        ``rate``, ``mi``, ``marginal_kl``, ``residual`` = rate − (mi + marginal_kl), and ``h_marginal`` =
+        :math:`H(q(c))` (:func:`vaemi.distributions.categorical_marginal_entropy`), in nats.
+
+    Raises
+    ------
+    ValueError
+        If ``probs`` is not a matrix of probability rows.
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or not np.allclose(p.sum(1), 1.0):
@@ -181,6 +389,6 @@ def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = N
     rate = rel_entr(p, prior[None, :]).sum(1).mean()  # rel_entr(a, b) = a log(a/b), with 0 log 0 = 0
     mi = rel_entr(p, marg[None, :]).sum(1).mean()
     marginal_kl = rel_entr(marg, prior).sum()
-    h_marg = entr(marg).sum()
+    h_marg = categorical_marginal_entropy(torch.from_numpy(p))
     return {"rate": float(rate), "mi": float(mi), "marginal_kl": float(marginal_kl),
             "residual": float(rate - (mi + marginal_kl)), "h_marginal": float(h_marg)}

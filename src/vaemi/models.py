@@ -4,7 +4,8 @@ Design (after YannDubs/disentangling-vae): networks know nothing about probabili
 :class:`LatentSpace` turns the encoder's flat output into posterior distributions, made of
 *parts* (a Gaussian block, a categorical block, ...) so that a chapter can put an MI term on one
 part only; a :class:`Likelihood` turns the decoder's output into :math:`\\log p(x\\mid z)`.
-Nothing here checks devices: the trainer moves model and data once.
+Nothing here checks devices: the trainer moves model and data once; evaluation code asks
+:func:`model_device` (or :attr:`VAE.device`) where the model lives.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from .distributions import gaussian_log_prob, kl_categorical_uniform, kl_normal_
 
 __all__ = [
     "GaussianPart", "CategoricalPart", "LatentSpace", "BernoulliLikelihood", "GaussianLikelihood",
-    "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "VAEOutput", "build_vae",
+    "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "VAEOutput", "build_vae", "model_device",
+    "part_names",
 ]
 
 _ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
@@ -31,6 +33,41 @@ def _activation(name: str) -> nn.Module:
     if name not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {list(_ACTIVATIONS)}")
     return _ACTIVATIONS[name]()
+
+
+def model_device(module: nn.Module) -> torch.device:
+    """The device a module lives on.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A model (e.g. a :class:`VAE` or an auxiliary network).
+
+    Returns
+    -------
+    torch.device
+        The device of its first parameter (or buffer); the CPU for a module that holds no tensors.
+    """
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def part_names(part: str | Sequence[str]) -> list[str]:
+    """One latent part's name, or several, as a list.
+
+    Parameters
+    ----------
+    part : str or sequence of str
+        A part name (``"c"``) or names (``["z", "c"]``).
+
+    Returns
+    -------
+    list of str
+    """
+    return [part] if isinstance(part, str) else list(part)
 
 
 # --------------------------------------------------------------------------------------- latents
@@ -373,6 +410,11 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.latent = latent
 
+    @property
+    def device(self) -> torch.device:
+        """The device the model's weights live on (see :func:`model_device`)."""
+        return model_device(self)
+
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.latent.split_params(self.encoder(x))
 
@@ -391,9 +433,20 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder means at ``n`` codes drawn from the prior."""
-        device = next(self.parameters()).device
-        z = self.latent.sample_prior(n, device=device, generator=generator)
+        """Decoder means at ``n`` codes drawn from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of images.
+        generator : torch.Generator, optional
+            Source of the prior draws (on the model's device); default the global RNG.
+
+        Returns
+        -------
+        tensor (n, C, H, W)
+        """
+        z = self.latent.sample_prior(n, device=self.device, generator=generator)
         return self.likelihood.mean(self.decode(z))
 
 

@@ -9,7 +9,7 @@ import seaborn as sns
 import torch
 from torchvision.utils import make_grid
 
-from .models import VAE
+from .models import VAE, model_device
 
 __all__ = ["set_style", "show_images", "plot_history", "latent_traversal_grid", "latent_manifold", "code_sweep"]
 
@@ -51,9 +51,24 @@ def plot_history(histories: dict[str, "object"], keys: Sequence[str], axes=None,
 @torch.no_grad()
 def latent_traversal_grid(model: VAE, dim_x: int, dim_y: int, base: torch.Tensor | None = None,
                           values: Sequence[float] | np.ndarray = np.linspace(-2.5, 2.5, 8)) -> torch.Tensor:
-    """Decoder means on a grid: code ``dim_x`` varies along columns, ``dim_y`` along rows, the rest fixed at
-    ``base`` (default zeros). Returns images ``(len(values)**2, C, H, W)`` in row-major order."""
-    device = next(model.parameters()).device
+    """Decoder means on a grid of codes: ``dim_x`` varies along columns, ``dim_y`` along rows.
+
+    Parameters
+    ----------
+    model : VAE
+    dim_x, dim_y : int
+        The code dimensions that vary (the top row holds the largest value of ``dim_y``).
+    base : tensor (latent.size,), optional
+        The other dimensions (default zeros).
+    values : sequence of float
+        The values each varying dimension takes.
+
+    Returns
+    -------
+    tensor (len(values)**2, C, H, W)
+        Images in row-major order.
+    """
+    device = model_device(model)
     base = torch.zeros(model.latent.size, device=device) if base is None else base.to(device)
     vals = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=device)
     zs = base.repeat(len(vals) ** 2, 1)
@@ -80,12 +95,31 @@ def code_sweep(model: VAE, x: torch.Tensor, part: str, dim: int | None = None,
     """One row per image of ``x``: the image itself, then its decoding with one code component swept and the
     rest of the code fixed at the posterior mode (Gaussian means, most probable category).
 
-    For a categorical ``part`` the sweep runs through its ``k`` one-hot values (the thesis's Figs. 4.5-4.6); for
-    a Gaussian part, dimension ``dim`` takes ``values`` (Fig. 4.4). Returns ``(n * (1 + n_values), C, H, W)``
-    in row-major order.
+    Parameters
+    ----------
+    model : VAE
+    x : tensor (n, C, H, W)
+        The images.
+    part : str
+        The latent part swept. For a categorical part the sweep runs through its ``k`` one-hot values (the
+        thesis's Figs. 4.5-4.6); for a Gaussian part, dimension ``dim`` takes ``values`` (Fig. 4.4).
+    dim : int, optional
+        The dimension of a Gaussian part.
+    values : sequence of float, optional
+        Its values.
+
+    Returns
+    -------
+    tensor (n * (1 + n_values), C, H, W)
+        Images in row-major order.
+
+    Raises
+    ------
+    ValueError
+        For a Gaussian part without ``dim`` and ``values``.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = x.to(device)
     params = model.encode(x)
     codes = model.latent.split_code(model.latent.mode(params))

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .metrics import categorical_kl_decomposition, category_probs, cluster_accuracy, evaluate_elbo
-from .mi import AuxiliaryQ, mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
+from .losses.mi import AuxiliaryQ
+from .mi_estimators import mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
 from .models import VAE
 
 __all__ = ["mi_report", "categorical_report"]
@@ -29,10 +30,16 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
     ----------
     x : tensor
         Images for the rates (upper bounds, :math:`\mathbb E_x\mathrm{KL}(q(c\mid x)\|p(c))`) and the ELBO.
-    parts : names of the latent parts
-    n, seed : prior samples and seed of the lower bounds (:func:`vaemi.mi.mi_lower_bound`)
-    total : also the bound on the information of all ``parts`` together (``I_total``)
-    x_tilde : how generated images are made for the lower bounds (``"sample"``: exact Bernoulli samples)
+    parts : sequence of str
+        Names of the latent parts.
+    n : int
+        Prior samples of the lower bounds (:func:`vaemi.mi_estimators.mi_lower_bound`).
+    seed : int
+        Their seed.
+    total : bool
+        Also the bound on the information of all ``parts`` together (``I_total``).
+    x_tilde : str
+        How generated images are made for the lower bounds (``"sample"``: exact Bernoulli samples).
 
     Returns
     -------
@@ -55,6 +62,24 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
 def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray, k: int, *, seed: int,
                        part: str = "c", elbo: bool = True) -> dict:
     r"""How the categorical part ``part`` of ``model`` clusters ``x`` (labels ``y``, ``k`` categories).
+
+    Parameters
+    ----------
+    model : VAE
+    q : AuxiliaryQ
+        The auxiliary network of the eq. 4.8 bound (:func:`vaemi.mi_estimators.posterior_mi_lower_bound`).
+    x : tensor
+        The images.
+    y : ndarray of int
+        Their labels.
+    k : int
+        Number of categories.
+    seed : int
+        Seed of the eq. 4.8 bound.
+    part : str
+        The categorical part.
+    elbo : bool
+        Also the ELBO terms on ``x``.
 
     Returns
     -------

@@ -4,20 +4,37 @@
 :math:`x\\mid z\\sim\\mathcal N(Wz+b,\\sigma^2 I_D)`. Its marginal :math:`p(x)` and posterior
 :math:`p(z\\mid x)` are Gaussian in closed form, so the ELBO identity, the Jensen gap and Monte
 Carlo estimators of :math:`\\log p(x)` can be compared with the truth. Computations in float64.
+
+:func:`lemma1_sides` evaluates both sides of Lemma 1 of InfoGAN exactly on finite spaces.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import distributions as D
 
-__all__ = ["LinearGaussian"]
+from .distributions import log_mean_exp
+
+__all__ = ["LinearGaussian", "lemma1_sides"]
 
 
 @dataclass
 class LinearGaussian:
+    """Probabilistic PCA, :math:`z\\sim\\mathcal N(0,I_d)`, :math:`x\\mid z\\sim\\mathcal N(Wz+b,\\sigma^2 I_D)`.
+
+    Parameters
+    ----------
+    W : tensor (D, d)
+        Loading matrix.
+    b : tensor (D,)
+        Offset.
+    sigma2 : float
+        Observation noise variance :math:`\\sigma^2`.
+    """
+
     W: torch.Tensor  #: (D, d) loading matrix
     b: torch.Tensor  #: (D,) offset
     sigma2: float    #: observation noise variance
@@ -78,12 +95,52 @@ class LinearGaussian:
     def mc_log_marginal(self, x: torch.Tensor, m: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Eq. (1) of the basics notes: :math:`\log\frac1m\sum_i p(x\mid z_i)`, :math:`z_i\sim p(z)`.
 
-        Returns the estimate and the effective sample size :math:`(\sum w)^2/\sum w^2` of the weights
-        :math:`w_i=p(x\mid z_i)`, for one ``x`` of shape (D,).
+        Parameters
+        ----------
+        x : tensor (D,)
+            One observation.
+        m : int
+            Number of prior samples.
+        seed : int
+
+        Returns
+        -------
+        estimate : tensor
+            The Monte Carlo estimate of :math:`\log p(x)`.
+        ess : tensor
+            The effective sample size :math:`(\sum w)^2/\sum w^2` of the weights :math:`w_i=p(x\mid z_i)`.
         """
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(m, self.d, generator=g, dtype=torch.float64)
         logw = self.likelihood(z).log_prob(x)
-        est = torch.logsumexp(logw, 0) - math.log(m)
+        est = log_mean_exp(logw, 0)
         ess = torch.exp(2 * torch.logsumexp(logw, 0) - torch.logsumexp(2 * logw, 0))
         return est, ess
+
+
+def lemma1_sides(p_z: np.ndarray, p_x_given_z: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    r"""Both sides of Lemma 1 (InfoGAN), computed exactly on finite spaces:
+    :math:`\mathbb E_{z, x\mid z}[f(x,z)]` and :math:`\mathbb E_{z, x\mid z, z'\sim p(z\mid x)}[f(x,z')]`.
+
+    Parameters
+    ----------
+    p_z : array (Z,)
+        The prior.
+    p_x_given_z : array (Z, X)
+        The conditional, rows summing to one.
+    f : array (X, Z)
+        Any function of (x, z).
+
+    Returns
+    -------
+    lhs, rhs : float
+        The two sides (equal, by the lemma).
+    """
+    p_z, pxz, f = np.asarray(p_z, float), np.asarray(p_x_given_z, float), np.asarray(f, float)
+    joint = p_z[:, None] * pxz                     # p(z, x), shape (Z, X)
+    lhs = float((joint * f.T).sum())
+    p_x = joint.sum(0)                             # (X,)
+    post = joint / p_x                             # p(z | x), columns sum to one, shape (Z, X)
+    inner = (post * f.T).sum(0)                    # E_{z' ~ p(z'|x)} f(x, z'), shape (X,)
+    rhs = float((p_x * inner).sum())
+    return lhs, rhs

@@ -220,8 +220,30 @@ def _finish_notebook(path: Path, key: str, profile: str, params: dict[str, Any])
     path.write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
 
 
+MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "adaptors", "a11y", "ui", "sre")
+
+
+def vendor_mathjax(static: Path) -> Path:
+    """Copy MathJax 3 (the es5 build of the ``django-static-mathjax`` wheel) into ``static/mathjax``,
+    so that the pages render equations with no network (``mathjax_path`` in ``_config.yml``)."""
+    import mathjax  # provided by django-static-mathjax: MathJax's own files, no Django needed
+
+    src = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    dst = static / "mathjax"
+    if not (src / "tex-chtml.js").exists():
+        raise SystemExit(f"[book] MathJax not found in {src}; reinstall django-static-mathjax (make setup)")
+    for part in MATHJAX_PARTS:
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dst / part, dirs_exist_ok=True)
+        else:
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / part, dst / part)
+    return dst
+
+
 def _copy_sources(root: Path, staging: Path) -> None:
     staging.mkdir(parents=True, exist_ok=True)
+    vendor_mathjax(staging / "_vendor")  # not _static: jupyter-book would add every .js there to every page
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy2(root / name, staging / name)
     for f in (root / "book").rglob("*"):

@@ -147,15 +147,18 @@ class Results:
             self._mark_reduced(f"{name}: the 5,000-digit packaged fallback stands in for the full dataset")
         return origin
 
-    def use_data(self, data: Any, key: str = "data") -> None:
-        """Record a loaded :class:`vaemi.data.ImageData`'s provenance (path-free) in the metadata;
-        a fallback dataset marks the run as on reduced data (see :meth:`expect_data`)."""
-        self.meta[f"{key}_source"] = data.source
-        self.meta[f"{key}_is_fallback"] = bool(data.is_fallback)
-        self.meta.setdefault("datasets", {})[f"{data.name}/{data.split}"] = jsonable(data.provenance)
-        _glue(f"{key}_source", data.source)
-        if data.is_fallback:
-            self._mark_reduced(f"{data.name}: {data.source}")
+    def use_data(self, *datasets: Any, key: str = "data") -> None:
+        """Record loaded :class:`vaemi.data.ImageData` sets' provenance (dataset, split, size, origin;
+        never a path) in the metadata; a fallback dataset marks the run as on reduced data (see
+        :meth:`expect_data`). ``key``: the metadata name of the first set's source (``<key>_source``)."""
+        first = datasets[0]
+        self.meta[f"{key}_source"] = first.source
+        self.meta[f"{key}_is_fallback"] = bool(first.is_fallback)
+        _glue(f"{key}_source", first.source)
+        for data in datasets:
+            self.meta.setdefault("datasets", {})[f"{data.name}/{data.split}"] = jsonable(data.provenance)
+            if data.is_fallback:
+                self._mark_reduced(f"{data.name}: {data.source}")
 
     def _mark_reduced(self, reason: str) -> None:
         if self.reduced_data is not None:

@@ -1,0 +1,19 @@
+"""Objectives. Every loss derives from :class:`BaseLoss` and is built by name with :func:`get_loss`.
+
+Importing this package registers every objective (no other import is needed):
+
+* ``"elbo"``: :class:`ELBOLoss`, the negative ELBO, β-VAE and capacity variants (:mod:`vaemi.losses.elbo`);
+* ``"vmi"``: :class:`VariationalMILoss`, ELBO plus λ times a variational MI bound with an auxiliary network
+  (the thesis), and ``"infovae"``: :class:`InfoVAELoss`, the recycled-encoder, prior-code case (Ducau &
+  Trénous) (:mod:`vaemi.losses.mi`);
+* objectives still to come (MMD / InfoVAE-MMD, the two-stage VAE) get a module here, imported below.
+
+The registry itself (:data:`LOSSES`, :func:`register_loss`, :func:`get_loss`), :class:`BaseLoss` and
+:func:`elbo_terms` live in :mod:`vaemi.losses.base`.
+"""
+from .base import LOSSES, BaseLoss, elbo_terms, get_loss, register_loss
+from .elbo import ELBOLoss
+from .mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss, generate_and_reencode, make_x_tilde
+
+__all__ = ["BaseLoss", "ELBOLoss", "LOSSES", "register_loss", "get_loss", "elbo_terms", "VariationalMILoss",
+           "InfoVAELoss", "MITarget", "AuxiliaryQ", "make_x_tilde", "generate_and_reencode"]

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,14 @@ def shared_data_root():
 def tiny_images():
     g = torch.Generator().manual_seed(0)
     return (torch.rand(64, 1, 28, 28, generator=g) > 0.7).float()
+
+
+@pytest.fixture(scope="session")
+def smoke_site(tmp_path_factory):
+    """The whole book built once at the smoke profile, strictly (warnings are errors): ``(out, command,
+    completed process)``; the site is in ``out/_build/html``."""
+    out = tmp_path_factory.mktemp("smoke-site")
+    cmd = [sys.executable, "-m", "vaemi.tooling.book", "build", "--profile", "smoke", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return out, cmd, r

@@ -169,11 +169,8 @@ def _set_global_rng(state: dict[str, Any]) -> None:
 
 
 def _digest_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def store(root: Path, key: str, model: nn.Module, aux: nn.Module | None, history: list[dict[str, Any]],

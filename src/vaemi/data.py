@@ -222,11 +222,8 @@ def _fallback_forbidden_by_env() -> bool:
 def _md5(path: Path) -> str:
     import hashlib
 
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _check_idx(path: Path, ndim: int) -> tuple[int, ...]:

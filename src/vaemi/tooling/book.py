@@ -160,10 +160,19 @@ def install_kernel() -> Path:
     return path
 
 
+def _text(cell: dict[str, Any]) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 def _cells_digest(nb: Path) -> str:
+    """What execution depends on: the code cells (source and tags). Prose does not re-execute a chapter:
+    a Markdown change is copied into the executed notebook by :func:`sync_prose`."""
     d = json.loads(nb.read_text())
-    cells = [(c["cell_type"], "".join(c["source"]) if isinstance(c["source"], list) else c["source"],
-              sorted(c.get("metadata", {}).get("tags", []))) for c in d["cells"]]
+    cells = [(c["cell_type"], _text(c), sorted(_tags(c))) for c in d["cells"] if c["cell_type"] == "code"]
     return json.dumps(cells)
 
 
@@ -253,6 +262,32 @@ def _copy_sources(root: Path, staging: Path) -> None:
             shutil.copy2(f, dst)
 
 
+def sync_prose(source: Path, executed: Path) -> bool:
+    """Give the executed notebook the Markdown cells of ``source`` (whose code cells it ran), keeping its
+    executed code cells and papermill's parameters cell. Returns whether anything changed; False (and
+    nothing written) when the code cells differ, i.e. when the chapter must be executed again."""
+    src, run = json.loads(source.read_text()), json.loads(executed.read_text())
+    injected = [c for c in run["cells"] if "injected-parameters" in _tags(c)]
+    ran = [c for c in run["cells"] if c["cell_type"] == "code" and "injected-parameters" not in _tags(c)]
+    code = [c for c in src["cells"] if c["cell_type"] == "code"]
+    if len(ran) != len(code) or any(_text(a) != _text(b) or sorted(_tags(a)) != sorted(_tags(b))
+                                    for a, b in zip(ran, code)):
+        return False
+    cells, it = [], iter(ran)
+    for c in src["cells"]:
+        if c["cell_type"] == "code":
+            cells.append(next(it))
+            if "parameters" in _tags(c):
+                cells.extend(injected)
+        else:
+            cells.append(c)
+    if cells == run["cells"]:
+        return False
+    run["cells"] = cells
+    executed.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
+    return True
+
+
 def execute(root: Path, profile: str, out: Path, force: bool = False, only: list[str] | None = None,
             overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks into ``out/staging`` (cached); return the staging folder."""
@@ -270,7 +305,9 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         target = staging / nb.relative_to(root)
         results_missing = nb.stem != SCORECARD and not (results / f"{nb.stem}.json").exists()
         if not force and not results_missing and _stored_key(target) == key:
-            print(f"[book] {nb.stem}: unchanged, not re-executed", flush=True)
+            refreshed = sync_prose(nb, target)
+            print(f"[book] {nb.stem}: unchanged, not re-executed" + (" (prose refreshed)" if refreshed else ""),
+                  flush=True)
             continue
         print(f"[book] {nb.stem}: executing (profile {profile}, parameters {params or 'defaults'})", flush=True)
         t0 = time.perf_counter()

@@ -101,6 +101,24 @@ def jsonable(value: Any, path: str = "$", nonfinite: list[str] | None = None) ->
     return str(value)
 
 
+def git_commit() -> str | None:
+    """The commit of the code that ran (``+changes`` when the work tree differs from it): ``$VAEMI_COMMIT``
+    if set, else asked of git from the package's folder; None outside a git checkout."""
+    if os.environ.get("VAEMI_COMMIT"):
+        return os.environ["VAEMI_COMMIT"]
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+changes" if dirty else "") if sha else None
+
+
 class Results:
     """Collects a chapter's numbers and claims.
 
@@ -194,8 +212,13 @@ class Results:
         _glue(key, plain)
         return plain
 
+    def record_many(self, values: dict[str, Any], *, prefix: str = "", unit: str = "",
+                    paper: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``record(prefix + key, value, unit=unit, paper=paper.get(key))`` for every item; returns them."""
+        return {k: self.record(f"{prefix}{k}", v, unit=unit, paper=(paper or {}).get(k)) for k, v in values.items()}
+
     def claim(self, key: str, statement: str, passed: bool | None, *, ours: Any = None, paper: Any = None,
-              kind: str = ESTIMATE, required: bool = True) -> bool:
+              kind: str = ESTIMATE, required: bool = True, group: str | None = None) -> bool:
         """Record a claim of the source document with its verdict (glued as ``key``).
 
         Parameters
@@ -214,6 +237,11 @@ class Results:
             :meth:`finish`.
         required : bool
             Whether :meth:`finish` asserts it (estimates on reduced data never are).
+        group : {"source", "derivation", "ours"}, optional
+            For the scorecard: a claim of the source, a check of a derivation, or our own additional
+            check. Default: an identity, or any claim made before the chapter used data, is a
+            derivation check; a claim whose ``paper`` says "not stated/reported/measured" is ours;
+            the rest are the source's.
 
         Returns
         -------
@@ -222,13 +250,19 @@ class Results:
         """
         if kind not in (IDENTITY, ESTIMATE):
             raise ValueError(f"claim {key!r}: kind must be {IDENTITY!r} or {ESTIMATE!r}, got {kind!r}")
+        if group is None:
+            from .scorecard import claim_group
+
+            group = "derivation" if "datasets" not in self.meta else claim_group({"type": kind, "paper": paper})
+        elif group not in ("source", "derivation", "ours"):
+            raise ValueError(f"claim {key!r}: group must be 'source', 'derivation' or 'ours', got {group!r}")
         bad: list[str] = []
         value = jsonable(ours, "$", bad)
         if passed is None or bad:
             status = NOT_EVALUATED
         else:
             status = HOLDS if bool(passed) else FAILS
-        entry = {"kind": "claim", "type": kind, "statement": statement, "status": status,
+        entry = {"kind": "claim", "type": kind, "group": group, "statement": statement, "status": status,
                  "passed": status == HOLDS if status != NOT_EVALUATED else None,
                  "value": value, "paper": jsonable(paper), "required": bool(required)}
         if bad:
@@ -309,7 +343,7 @@ class Results:
             "chapter": self.chapter, "title": self.title, "profile": self.profile, "params": self.params,
             "meta": self.meta, "entries": self.entries,
             "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(),
+            "commit": git_commit(), "python": platform.python_version(),
         }
 
     def save(self, directory: str | Path | None = None) -> Path:

@@ -281,7 +281,10 @@ def sync_prose(source: Path, executed: Path) -> bool:
                 cells.extend(injected)
         else:
             cells.append(c)
-    if cells == run["cells"]:
+    def prose(cs):
+        return [(_text(c), sorted(_tags(c))) for c in cs if c["cell_type"] != "code"]
+
+    if [c["cell_type"] for c in cells] == [c["cell_type"] for c in run["cells"]] and prose(cells) == prose(run["cells"]):
         return False
     run["cells"] = cells
     executed.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")

@@ -153,3 +153,21 @@ def test_cache_off_and_provenance_in_results(init, tiny_images, monkeypatch):
     runs = train_variants(init, {"a": vaemi.get_loss("elbo")}, tiny_images, results=R, desc="exp", **TRAIN)
     assert runs["a"].status == "trained" and runs["a"].key is None
     assert R.meta["models"] == {"exp a": "trained"}
+
+
+def test_gaussian_decoder_with_a_fixed_variance_is_cached(tiny_images, cache_dir):
+    """The fixed log-variance of a Gaussian decoder is a 0-d buffer: it must enter the key (one value per
+    variance) and not break it."""
+    def with_variance(s2):
+        def make(m):
+            m.load_state_dict({**m.state_dict(), "likelihood.logvar": torch.tensor(np.log(s2))})
+            return m, vaemi.get_loss("elbo")
+        return make
+
+    vaemi.seed_everything(0)
+    init = vaemi.build_vae(tiny_images.shape[1:], 3, hidden=[32], likelihood="gaussian")
+    runs = train_variants(init, {0.05: with_variance(0.05), 2.0: with_variance(2.0)}, tiny_images, **TRAIN)
+    assert runs[0.05].key != runs[2.0].key and {r.status for r in runs.values()} == {"trained"}
+    again = train_variants(init, {0.05: with_variance(0.05), 2.0: with_variance(2.0)}, tiny_images, **TRAIN)
+    assert {r.status for r in again.values()} == {"loaded"}
+    assert torch.equal(_weights(again[2.0].model), _weights(runs[2.0].model))

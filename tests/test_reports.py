@@ -22,6 +22,8 @@ def test_mi_report_matches_the_bounds(tiny_images):
     assert r["rate_z"] == mi_upper_bound(m, tiny_images, "z")
     assert r["elbo"] == evaluate_elbo(m, tiny_images)["elbo"]
     assert r["rate_c"] >= 0 and np.isfinite(list(r.values())).all()
+    t = mi_report(m, tiny_images, n=200, seed=5, elbo_prefix="test_")
+    assert t["test_elbo"] == r["elbo"] and "elbo" not in t and "I_total" not in t and t["I_z"] == r["I_z"]
 
 
 def test_categorical_report_matches_its_parts(tiny_images):
@@ -37,3 +39,6 @@ def test_categorical_report_matches_its_parts(tiny_images):
     assert r["kl_c"] == pytest.approx(r["I_q"] + r["kl_marginal"] + r["residual"], abs=1e-9)
     assert 1 <= r["used_categories"] <= 4 and "elbo" in r
     assert "elbo" not in categorical_report(m, q, tiny_images, y, 4, seed=2, elbo=False)
+    t = categorical_report(m, q, tiny_images, y, 4, seed=2, elbo=False, details=False, prefix="test_")
+    assert "details" not in t and "test_elbo" not in t and t["test_kl_c"] == r["kl_c"]
+    assert t["test_mi_lb_thesis"] == r["mi_lb_thesis"] and all(k.startswith("test_") for k in t)

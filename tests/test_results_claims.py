@@ -90,3 +90,18 @@ def test_jsonable_handles_numpy_torch_and_pandas():
     out = jsonable({"i": np.int64(3), "t": torch.arange(3), "s": pd.Series([1.0, np.nan]), "o": object}, "$", bad)
     assert out["i"] == 3 and out["t"] == [0, 1, 2] and out["s"] == {"0": 1.0, "1": None} and bad == ["$.s.1"]
     assert isinstance(out["o"], str)
+
+
+def test_start_and_finish_are_a_pair(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEMI_OFFLINE", "1")
+    monkeypatch.setenv("VAEMI_DATA", str(tmp_path / "none"))
+    r = Results.start("demo", "Demo", {"seed": 5}, profile="smoke", seed=5, data="mnist")
+    a = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(a, torch.rand(3))  # seeded by start
+    assert r.meta["device"] == str(r.device) and r.meta["torch_version"] == torch.__version__
+    assert r.reduced_data and r.meta["data_planned"]["mnist"] == "packaged fallback"
+    r.claim("e", "holds", True)
+    r.finish(tmp_path)
+    d = json.loads((tmp_path / "demo.json").read_text())
+    assert d["entries"]["chapter_minutes"]["value"] >= 0 and d["entries"]["chapter_minutes"]["unit"] == "min"

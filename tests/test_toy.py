@@ -6,7 +6,7 @@ import torch
 from torch import distributions as D
 
 from vaemi.estimators import per_sample_gradients
-from vaemi.toy import LinearGaussian, lemma1_sides
+from vaemi.toy import LinearGaussian, lemma1_sides, lemma1_trials
 
 
 def _joint_conditional(lg, x):
@@ -71,3 +71,13 @@ def test_lemma1_holds_exactly_on_discrete_joints(seed):
     post = joint / joint.sum(0)
     lhs, rhs = lemma1_sides(p_z, pxz, np.log(post).T)
     assert lhs == pytest.approx(float((joint * np.log(post)).sum()), abs=1e-12) and rhs == pytest.approx(lhs, abs=1e-12)
+
+
+def test_lemma1_trials_bound_and_identity():
+    t = lemma1_trials(np.random.default_rng(0), trials=7)
+    assert len(t) == 7 and list(t.columns) == ["lemma_err", "I", "bound_any_q", "bound_true_posterior"]
+    assert (t.lemma_err < 1e-12).all() and (t.I > 0).all()
+    assert (t.bound_any_q <= t.I + 1e-12).all()
+    assert np.allclose(t.bound_true_posterior, t.I, atol=1e-12)
+    # the same generator state gives the same trials
+    assert t.equals(lemma1_trials(np.random.default_rng(0), trials=7))

@@ -67,7 +67,8 @@ def _tensor_digest(t: torch.Tensor) -> str:
     t = t.detach().to("cpu").contiguous()
     h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
     if t.numel():
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+        flat = t.reshape(-1)  # a 0-d tensor (e.g. a fixed decoder log-variance) cannot be viewed as bytes
+        h.update(flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else flat.numpy().tobytes())
     return h.hexdigest()
 
 

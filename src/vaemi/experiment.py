@@ -21,7 +21,7 @@ from . import cache
 from .data import ImageData
 from .losses import BaseLoss
 from .models import VAE
-from .training import History, resolve_device, train
+from .training import History, progress_note, resolve_device, train
 
 __all__ = ["Trained", "fit", "train_variants"]
 
@@ -94,7 +94,7 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
         model.eval()
         model.latent.set_step(max(state["steps"] - 1, 0))  # schedules (e.g. the Gumbel temperature) as trained
         if progress:
-            print(f"{desc}: loaded from the model cache ({key[:12]})", flush=True)
+            progress_note(f"{desc}: loaded from the model cache ({key[:12]})")
         return Trained(model, loss, History(state["history"]), "loaded", key, time.perf_counter() - t0)
     partial = cache.check_partial(root, key)
     h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
@@ -148,8 +148,6 @@ def train_variants(init: VAE, variants: Mapping[Any, Variant], data: ImageData |
         label = f"{desc} {name}".strip()
         out[name] = fit(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_fn=ev,
                         desc=label, **fit_kw)
-        if results is not None:
-            models = dict(results.meta.get("models", {}))
-            models[label] = out[name].status
-            results.set_meta(models=models)
+        if results is not None:  # metadata only (not glued: a glue key may appear once per page)
+            results.meta.setdefault("models", {})[label] = out[name].status
     return out

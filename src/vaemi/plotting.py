@@ -11,7 +11,8 @@ from torchvision.utils import make_grid
 
 from .models import VAE, model_device
 
-__all__ = ["set_style", "show_images", "plot_history", "latent_traversal_grid", "latent_manifold", "code_sweep"]
+__all__ = ["set_style", "show_images", "plot_history", "plot_sweep", "influence_bars", "category_sweep_figure",
+           "latent_traversal_grid", "latent_manifold", "code_sweep"]
 
 
 def set_style() -> None:
@@ -34,18 +35,130 @@ def show_images(images: torch.Tensor, nrow: int = 10, ax: plt.Axes | None = None
     return ax
 
 
-def plot_history(histories: dict[str, "object"], keys: Sequence[str], axes=None, titles=None, xlabel="epoch"):
-    """One panel per key, one line per named history (``{label: History}``)."""
-    if axes is None:
-        _, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False)
-        axes = axes[0]
-    for ax, key, title in zip(axes, keys, titles or keys):
-        for label, h in histories.items():
-            ax.plot(h["epoch"], h[key], marker="o", ms=3, label=label)
-        ax.set_xlabel(xlabel)
-        ax.set_title(title)
-    axes[0].legend()
-    return axes
+def plot_history(histories: dict[str, "object"], keys: Sequence[str | Sequence[str]], titles: Sequence[str] | None = None,
+                 *, ylabel: str | None = None, xlabel: str = "epoch", styles: Sequence[str] | None = None,
+                 hline: float | None = None, figsize: tuple[float, float] | None = None) -> plt.Figure:
+    """One panel per key, one line per named history (``{label: History}``).
+
+    Parameters
+    ----------
+    histories : dict
+        ``label -> History`` (anything with ``h["epoch"]`` and ``h[key]``).
+    keys : sequence
+        Per panel a key, or a sequence of keys: the first drawn solid (labelled), the others dotted in
+        the same colour.
+    titles : sequence of str, optional
+        Panel titles (default the keys).
+    ylabel, xlabel : str
+    styles : sequence of str, optional
+        Matplotlib format strings, one per history (default ``"o-"``).
+    hline : float, optional
+        A dashed grey reference line in every panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With ``len(keys)`` axes; the legend is on the first.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=figsize or (4.3 * len(keys), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, key, title in zip(axes, keys, titles or [k if isinstance(k, str) else k[0] for k in keys]):
+        panel = [key] if isinstance(key, str) else list(key)
+        for i, (label, h) in enumerate(histories.items()):
+            line, = ax.plot(h["epoch"], h[panel[0]], (styles or ["o-"] * len(histories))[i], ms=3, label=label)
+            for extra in panel[1:]:
+                ax.plot(h["epoch"], h[extra], marker="x", ls=":", color=line.get_color())
+        if hline is not None:
+            ax.axhline(hline, color="gray", ls="--")
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(table, x: str, keys: Sequence[str], titles: Sequence[str] | None = None, *,
+               xlabel: str | None = None, logx: bool = True) -> plt.Figure:
+    """One panel per column ``keys`` of ``table`` against its column ``x`` (a hyperparameter sweep).
+
+    With ``logx``, a zero ``x`` (e.g. the plain model at weight 0) is drawn a third of the way below the
+    smallest positive value, so that it stays on the log axis; say so in ``xlabel``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With ``len(keys)`` axes, one line each.
+    """
+    xs = table[x]
+    if logx:
+        xs = xs.replace(0, xs[xs > 0].min() / 3)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.3), squeeze=False)
+    for ax, key, title in zip(axes[0], keys, titles or keys):
+        ax.plot(xs, table[key], "o-")
+        ax.set(xscale="log" if logx else "linear", xlabel=xlabel or x, title=title)
+    return fig
+
+
+def influence_bars(values: dict[str, np.ndarray], tick_labels: Sequence[str] | None = None, *,
+                   ax: plt.Axes | None = None, boundary: float | None = None, marks: Sequence[int] = (),
+                   tick_step: int = 1, ylabel: str = "mean |Δpixel| per unit of code",
+                   title: str | None = None) -> plt.Figure:
+    """Grouped bars of a per-dimension quantity (e.g. :func:`vaemi.metrics.traversal_sensitivity`), one
+    group per code dimension and one bar per model (``{label: values}``).
+
+    Parameters
+    ----------
+    tick_labels : sequence of str, optional
+        One per dimension (default ``z1, z2, ...``); every ``tick_step``-th is shown.
+    ax : Axes, optional
+        Where to draw (default a new figure).
+    boundary : float, optional
+        A dotted vertical line (e.g. between the parts of the code).
+    marks : sequence of int
+        Dimensions annotated "MI" at the top.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure of ``ax``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.2))
+    n = len(next(iter(values.values())))
+    idx, width = np.arange(n), 0.8 / len(values)
+    for i, (label, v) in enumerate(values.items()):
+        ax.bar(idx + (i - (len(values) - 1) / 2) * width, v, width, label=label)
+    if boundary is not None:
+        ax.axvline(boundary, color="k", ls=":", lw=1)
+    for d in marks:
+        ax.annotate("MI", (d, 0), xytext=(d, ax.get_ylim()[1] * 0.9), ha="center", color="C3")
+    tick_labels = list(tick_labels or [f"z{j + 1}" for j in range(n)])
+    ax.set_xticks(idx[::tick_step], tick_labels[::tick_step], rotation=90 if tick_step == 1 else 0,
+                  fontsize=None if tick_step == 1 else 8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend()
+    return ax.figure
+
+
+def category_sweep_figure(models: dict[str, VAE], accuracies: dict[str, dict], x: torch.Tensor, k: int,
+                          title: str, part: str = "c") -> plt.Figure:
+    """The thesis's Figs. 4.5/4.6: per model, the images ``x`` (first column) and their decodings with the
+    categorical part set to each category (:func:`code_sweep`), categories in the order of the labels
+    they were matched to (``accuracies[name]``: a :func:`vaemi.metrics.cluster_accuracy` result).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per model.
+    """
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.6), squeeze=False)
+    n = len(x)
+    for ax, (name, m) in zip(axes[0], models.items()):
+        acc = accuracies[name]
+        order = np.argsort([acc["mapping"].get(j, j) for j in range(k)])  # categories in label order when mapped
+        imgs = code_sweep(m, x, part).view(n, k + 1, *x.shape[1:])
+        imgs = torch.cat([imgs[:, :1], imgs[:, 1:][:, torch.as_tensor(order)]], 1).flatten(0, 1)
+        show_images(imgs, nrow=k + 1, ax=ax, title=f"{name}: acc {acc['hungarian']:.0%}")
+    fig.suptitle(title)
+    return fig
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ __all__ = ["mi_report", "categorical_report"]
 
 
 def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *, n: int, seed: int,
-              total: bool = False, x_tilde: str = "sample") -> dict[str, float]:
+              total: bool = False, x_tilde: str = "sample", elbo_prefix: str = "") -> dict[str, float]:
     r"""Information of each latent part and the ELBO terms of ``model`` (nats).
 
     Parameters
@@ -40,12 +40,15 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
         Also the bound on the information of all ``parts`` together (``I_total``).
     x_tilde : str
         How generated images are made for the lower bounds (``"sample"``: exact Bernoulli samples).
+    elbo_prefix : str
+        Prefix of the keys of the ELBO terms, e.g. ``"test_"`` when the report is a training ``eval_fn``
+        (so that they do not overwrite the training loss's own ``rec``, ``kl`` and ``elbo``).
 
     Returns
     -------
     dict
         ``I_<part>``, ``se_<part>`` (lower bound and its standard error), ``rate_<part>`` (upper bound),
-        with ``total``: ``I_total``, ``se_total``; and ``rec``, ``kl``, ``elbo`` on ``x``.
+        with ``total``: ``I_total``, ``se_total``; and ``rec``, ``kl``, ``elbo`` on ``x`` (after ``elbo_prefix``).
     """
     out: dict[str, float] = {}
     for p in parts:
@@ -55,12 +58,12 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
     for p in parts:
         out[f"rate_{p}"] = mi_upper_bound(model, x, p)
     ev = evaluate_elbo(model, x)
-    out.update(rec=ev["rec"], kl=ev["kl"], elbo=ev["elbo"])
+    out.update({f"{elbo_prefix}{k}": ev[k] for k in ("rec", "kl", "elbo")})
     return out
 
 
 def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray, k: int, *, seed: int,
-                       part: str = "c", elbo: bool = True) -> dict:
+                       part: str = "c", elbo: bool = True, details: bool = True, prefix: str = "") -> dict:
     r"""How the categorical part ``part`` of ``model`` clusters ``x`` (labels ``y``, ``k`` categories).
 
     Parameters
@@ -80,6 +83,12 @@ def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray
         The categorical part.
     elbo : bool
         Also the ELBO terms on ``x``.
+    details : bool
+        Also the arrays under ``"details"`` (leave them out for a training ``eval_fn``, whose values must
+        be numbers).
+    prefix : str
+        Prefix of every key but ``details``, e.g. ``"test_"`` for an ``eval_fn`` (so that ``kl_c`` does not
+        overwrite the training loss's own ``kl_c``).
 
     Returns
     -------
@@ -88,8 +97,8 @@ def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray
         ``I_q`` (its information part), ``kl_marginal``, ``residual``, ``H_marginal`` (eq. 4.23,
         :func:`vaemi.metrics.categorical_kl_decomposition`); ``mi_lb_thesis`` and ``mi_lb_corrected`` (eq. 4.8
         with the prior's and with the marginal's entropy) and their ``se``; ``used_categories``; with
-        ``elbo``: ``elbo`` and ``rec``. The arrays ``probs`` and the full ``acc`` and ``dec`` results are
-        under ``"details"``.
+        ``elbo``: ``elbo`` and ``rec``; every key after ``prefix``. With ``details``, the arrays ``probs``
+        and the full ``acc`` and ``dec`` results are under ``"details"``.
     """
     probs = category_probs(model, x, part=part)
     acc = cluster_accuracy(probs.argmax(1), y, k)
@@ -102,5 +111,7 @@ def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray
     if elbo:
         ev = evaluate_elbo(model, x)
         out.update(elbo=ev["elbo"], rec=ev["rec"])
-    out["details"] = dict(probs=probs, acc=acc, dec=dec)
+    out = {f"{prefix}{key}": v for key, v in out.items()}
+    if details:
+        out["details"] = dict(probs=probs, acc=acc, dec=dec)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,27 @@ __all__ = [
 #: only every this many steps (and at the end of every epoch); on the CPU it is read every step.
 FINITE_CHECK_EVERY_CUDA = 50
 
+
+
+def to_terminal() -> bool:
+    """True while the book is being built (``VAEMI_PROGRESS=terminal``, set by ``vaemi.tooling.book``):
+    progress then goes to the build's terminal, never into the page."""
+    return os.environ.get("VAEMI_PROGRESS", "") == "terminal"
+
+
+def progress_bar(iterable, **kw):
+    """A tqdm bar: in a notebook as usual, or, while the book builds, on the kernel's original stderr,
+    which is the terminal of ``make book`` (see :func:`to_terminal`)."""
+    if to_terminal():
+        from tqdm import tqdm as plain
+
+        return plain(iterable, file=sys.__stderr__, **kw)
+    return tqdm(iterable, **kw)
+
+
+def progress_note(message: str) -> None:
+    """A one-line progress message, on the same stream as :func:`progress_bar`."""
+    print(message, file=sys.__stderr__ if to_terminal() else sys.stdout, flush=True)
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
@@ -289,7 +311,7 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
     n = x.shape[0]
     steps_per_epoch = (n + batch_size - 1) // batch_size
     step = start_epoch * steps_per_epoch
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, unit="epoch", mininterval=2.0)
+    bar = progress_bar(range(start_epoch, epochs), desc=desc, disable=not progress, unit="epoch", mininterval=2.0)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()

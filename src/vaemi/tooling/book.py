@@ -300,6 +300,7 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
     results.mkdir(parents=True, exist_ok=True)
     _copy_sources(root, staging)
     os.environ["VAEMI_RESULTS_DIR"] = str(results.resolve())
+    os.environ["VAEMI_PROGRESS"] = "terminal"  # the kernels' training bars go to this terminal, not the pages
     for nb in notebooks(root):
         if only and nb.stem not in only and nb.stem != SCORECARD:
             continue

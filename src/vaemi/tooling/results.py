@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,28 @@ class Results:
         self.entries: dict[str, dict[str, Any]] = {}
         self.meta: dict[str, Any] = {}
         self.reduced_data: str | None = None  # why estimates are not asserted (reduced data), if they are not
+
+    @classmethod
+    def start(cls, chapter: str, title: str, params: dict[str, Any], *, profile: str = "book", seed: int = 0,
+              data: str | None = None, allow_fallback: bool = True) -> "Results":
+        """A chapter's set-up, the pair of :meth:`finish`: seed every sampler (``seed``), set the plotting
+        style, record the device and torch version, start the chapter's clock, and, with ``data``, say
+        which data the chapter will run on (:meth:`expect_data`). The device is ``R.device``.
+        """
+        import torch
+
+        from ..plotting import set_style
+        from ..training import resolve_device, seed_everything
+
+        set_style()
+        seed_everything(seed)
+        r = cls(chapter, title, params, profile=profile)
+        r.device = resolve_device()
+        r.set_meta(device=str(r.device), torch_version=torch.__version__)
+        r._started = time.perf_counter()
+        if data is not None:
+            r.expect_data(data, allow_fallback=allow_fallback)
+        return r
 
     # ------------------------------------------------------------------ facts about the run
     def set_meta(self, **kw: Any) -> None:
@@ -298,6 +321,8 @@ class Results:
         """
         import pandas as pd
 
+        if getattr(self, "_started", None) is not None and "chapter_minutes" not in self.entries:
+            self.record("chapter_minutes", (time.perf_counter() - self._started) / 60, unit="min")
         path = self.save(directory)
         table = pd.DataFrame([{"claim": c["key"], "kind": c["type"], "verdict": c["status"],
                                "asserted": "yes" if c["required"] else "no", "statement": c["statement"]}

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+import vaemi
 from vaemi import build_vae, get_loss, load_dataset, train
 from vaemi.losses.mi import InfoVAELoss, generate_and_reencode
 from vaemi.metrics import evaluate_elbo, reconstruction_probability
 from vaemi.mi_estimators import mi_lower_bound, mi_upper_bound
-from vaemi.models import GaussianPart, LatentSpace
+from vaemi.models import CategoricalPart, GaussianPart, LatentSpace
 from vaemi.training import seed_everything
 
 
@@ -108,3 +109,78 @@ def test_reconstruction_probability_orders_and_identities(tiny_images):
     assert r["log_px"] >= r["elbo"]                         # IWAE >= ELBO
     assert r["log_rec_prob"] >= r["rec_prob_bound"]         # the seed's Jensen step
     assert r["rec_prob_bound"] == pytest.approx(r["elbo"] - r["log_px"] + r["rec_term"])
+
+
+# ---------------------------------------------------------------- encoder-side bounds (one joint, both directions)
+class _LinearGaussianEncoder(torch.nn.Module):
+    """q(z|x) = N(a x, s^2) on a scalar x ~ N(0, 1): I(z; x) = 0.5 log(1 + a^2 / s^2), rate = a^2 / 2 + KL of s."""
+
+    def __init__(self, a: float, s: float):
+        super().__init__()
+        self.a, self.logvar = a, 2 * math.log(s)
+
+    def forward(self, x):
+        mu = self.a * x.reshape(len(x), 1)
+        return torch.cat([mu, torch.full_like(mu, self.logvar)], 1)
+
+
+def _encoder_model(encoder, latent):
+    model = vaemi.build_vae((1, 2, 2), latent, hidden=[4])
+    model.encoder = encoder
+    return model
+
+
+def test_encoder_mi_bounds_sandwich_the_exact_gaussian_information():
+    from vaemi.mi_estimators import encoder_mi_bounds
+    a, s = 2.0, 1.0
+    exact = 0.5 * math.log(1 + a ** 2 / s ** 2)
+    model = _encoder_model(_LinearGaussianEncoder(a, s), LatentSpace([GaussianPart(1, "z")]))
+    x = torch.randn(3000, 1, generator=torch.Generator().manual_seed(0))
+    b = encoder_mi_bounds(model, x, "z", seed=0, repeats=2)
+    assert b["lower"] <= exact + 3 * b["se_lower"]
+    assert b["lower"] >= exact - 0.05  # InfoNCE with N = 3000 contrasts is nearly tight at 0.8 nats
+    assert b["upper"] == pytest.approx(a ** 2 / 2, abs=4 * b["se_upper"] + 0.02)  # E KL = a^2 E x^2 / 2
+    assert b["log_n"] == pytest.approx(math.log(3000))
+
+
+def test_encoder_mi_bounds_categorical_exact_and_held_out_upper():
+    from vaemi.mi_estimators import encoder_mi_bounds
+    k = 4
+    onehot = lambda x: 30.0 * torch.nn.functional.one_hot(x.reshape(-1).long(), k).float()
+    labels = torch.arange(4000) % k
+    model = _encoder_model(_Lambda(onehot), LatentSpace([CategoricalPart(k, name="c")]))
+    b = encoder_mi_bounds(model, labels.float().reshape(-1, 1), "c")
+    assert b["lower"] == pytest.approx(math.log(k), abs=1e-6) and b["upper"] >= b["lower"] - 1e-9
+    # a code that ignores x: the held-out upper bound shows the information is ~0 (the rate would be ln K)
+    const = _encoder_model(_Lambda(lambda x: torch.zeros(len(x), k).index_fill_(1, torch.tensor([0]), 30.0)),
+                           LatentSpace([CategoricalPart(k, name="c")]))
+    b0 = encoder_mi_bounds(const, labels.float().reshape(-1, 1), "c")
+    assert b0["upper"] < 1e-6 and abs(b0["lower"]) < 1e-6
+
+
+def test_encoder_mi_bounds_rejects_tiny_data():
+    from vaemi.mi_estimators import encoder_mi_bounds
+    model = _encoder_model(_LinearGaussianEncoder(1.0, 1.0), LatentSpace([GaussianPart(1, "z")]))
+    with pytest.raises(ValueError, match="at least 4 images"):
+        encoder_mi_bounds(model, torch.randn(3, 1), "z")
+
+
+class _Lambda(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def test_straight_through_x_tilde_is_binary_with_the_gradient_of_the_mean():
+    from vaemi.losses.mi import make_x_tilde
+    model = build_vae((1, 2, 2), 2, hidden=[4])
+    out = torch.randn(64, 1, 2, 2, requires_grad=True)
+    xt = make_x_tilde(model, out, "straight_through", generator=torch.Generator().manual_seed(0))
+    assert set(xt.detach().unique().tolist()) <= {0.0, 1.0}
+    xt.sum().backward()
+    assert torch.allclose(out.grad, torch.sigmoid(out) * (1 - torch.sigmoid(out)))
+    with pytest.raises(ValueError, match="straight_through"):
+        make_x_tilde(model, out, "straight-through")

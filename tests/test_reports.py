@@ -10,6 +10,7 @@ from vaemi.metrics import category_probs, cluster_accuracy, evaluate_elbo
 from vaemi.losses.mi import AuxiliaryQ, MITarget
 from vaemi.mi_estimators import mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
 from vaemi.models import CategoricalPart, GaussianPart, LatentSpace
+from vaemi.mi_estimators import encoder_mi_bounds
 from vaemi.reports import categorical_report, mi_report
 
 
@@ -24,6 +25,12 @@ def test_mi_report_matches_the_bounds(tiny_images):
     assert r["rate_c"] >= 0 and np.isfinite(list(r.values())).all()
     t = mi_report(m, tiny_images, n=200, seed=5, elbo_prefix="test_")
     assert t["test_elbo"] == r["elbo"] and "elbo" not in t and "I_total" not in t and t["I_z"] == r["I_z"]
+    assert "Iq_z" not in r
+    e = mi_report(m, tiny_images, n=200, seed=5, encoder=True)
+    for p in ("z", "c"):
+        b = encoder_mi_bounds(m, tiny_images, p, seed=5)
+        assert (e[f"Iq_{p}"], e[f"se_Iq_{p}"], e[f"se_rate_{p}"]) == (b["lower"], b["se_lower"], b["se_upper"])
+        assert e[f"Iq_{p}"] <= e["log_n"] + 1e-9 and e[f"rate_{p}"] == pytest.approx(b["upper"])
 
 
 def test_categorical_report_matches_its_parts(tiny_images):

@@ -27,9 +27,9 @@ from .data import ImageData
 from .distributions import categorical_marginal_entropy
 from .losses.mi import AuxiliaryQ, generate_and_reencode, make_x_tilde
 from .metrics import data_tensor
-from .models import VAE, model_device, part_names
+from .models import VAE, CategoricalPart, GaussianPart, model_device, part_names
 
-__all__ = ["mi_lower_bound", "mi_upper_bound", "posterior_mi_lower_bound"]
+__all__ = ["mi_lower_bound", "mi_upper_bound", "posterior_mi_lower_bound", "encoder_mi_bounds"]
 
 
 def _mean_and_se(v: torch.Tensor) -> tuple[float, float]:
@@ -158,3 +158,92 @@ def posterior_mi_lower_bound(model: VAE, q: AuxiliaryQ, data: ImageData | torch.
         h_marg = float(categorical_marginal_entropy(torch.cat(probs)))
         res.update(h_marginal=h_marg, mi_lb_marginal=mean_log_q + h_marg)
     return res
+
+
+@torch.no_grad()
+def encoder_mi_bounds(model: VAE, data: ImageData | torch.Tensor, part: str, *, seed: int = 0, repeats: int = 1,
+                      batch_size: int = 250) -> dict[str, float]:
+    r"""A lower and an upper bound on :math:`I_q(c;x)`, the information the *encoder* puts in the part :math:`c`,
+    both for the one joint :math:`q(c\mid x)\,p_\text{data}(x)`.
+
+    With the :math:`N` images of ``data`` drawn from :math:`p_\text{data}`:
+
+    * **lower**, InfoNCE with the :math:`N` images as the contrast set (Oord et al. 2018; Poole et al. 2019),
+
+      .. math::
+          I_q(c;x) \;\ge\; \mathbb E\Big[\frac1N\sum_{i}\log\frac{q(c_i\mid x_i)}{\frac1N\sum_{j}q(c_i\mid x_j)}\Big],
+          \qquad c_i\sim q(c\mid x_i),
+
+      which can never exceed :math:`\log N`. For a categorical part the expectation over :math:`c_i` is a sum
+      (exact); it is then the plug-in :math:`H(\bar q) - \mathbb E_x H(q(c\mid x))` of the test set.
+    * **upper**: for a Gaussian part the rate :math:`\mathbb E_x\mathrm{KL}(q(c\mid x)\,\|\,p(c))
+      = I_q + \mathrm{KL}(q(c)\,\|\,p(c))`. For a categorical part, whose rate is at most :math:`\ln K` and so
+      says nothing when the code is unused, the held-out bound :math:`\mathbb E_{x\in B}\mathrm{KL}(q(c\mid x)\,\|\,
+      \bar q_A) = I_q + \mathrm{KL}(q(c)\,\|\,\bar q_A)`, with :math:`\bar q_A` the aggregate posterior of the other
+      half :math:`A` of the images (independent of :math:`B`), averaged over the two halves.
+
+    Parameters
+    ----------
+    model : VAE
+    data : ImageData or tensor
+        The images (the test set: the more, the higher the ceiling :math:`\log N` of the lower bound).
+    part : str
+        One latent part.
+    seed : int
+        Seed of the codes :math:`c_i` (Gaussian parts).
+    repeats : int
+        Codes per image (Gaussian parts).
+    batch_size : int
+        Rows of the :math:`N\times N` matrix of :math:`\log q(c_i\mid x_j)` held at once.
+
+    Returns
+    -------
+    dict
+        ``lower``, ``se_lower``, ``upper``, ``se_upper`` (nats; standard errors over images) and ``log_n``, the
+        ceiling of the lower bound.
+    """
+    model.eval()
+    device = model_device(model)
+    x = data_tensor(data, device)
+    lat = model.latent[part]
+    params = torch.cat([model.encode(x[s:s + 1000])[part] for s in range(0, x.shape[0], 1000)]).double()
+    n = params.shape[0]
+    if n < 4:
+        raise ValueError(f"encoder_mi_bounds needs at least 4 images, got {n}")
+    log_n = math.log(n)
+    if isinstance(lat, CategoricalPart):
+        logp = torch.log_softmax(params, -1)
+        p = logp.exp()
+        log_bar = torch.log(p.mean(0).clamp_min(1e-300))
+        lower = (p * (logp - log_bar)).sum(-1)
+        half = n // 2
+        a, b = torch.arange(half), torch.arange(half, n)
+        uppers = []
+        for fit, use in ((a, b), (b, a)):
+            log_ref = torch.log(p[fit].mean(0).clamp_min(1e-300))
+            uppers.append((p[use] * (logp[use] - log_ref)).sum(-1))
+        upper = torch.cat(uppers)
+    elif isinstance(lat, GaussianPart):
+        post = lat.posterior(params)
+        g = torch.Generator(device=params.device).manual_seed(seed)
+        rows = []
+        for _ in range(repeats):
+            z = post.mean + post.stddev * torch.randn(post.mean.shape, generator=g, device=params.device,
+                                                      dtype=params.dtype)
+            for s in range(0, n, batch_size):
+                zi = z[s:s + batch_size]
+                logq = _pairwise_normal_log_prob(post.mean, post.stddev, zi)  # (b, N): log q(z_i | x_j)
+                pos = logq[torch.arange(zi.shape[0]), torch.arange(s, s + zi.shape[0])]
+                rows.append(pos - (torch.logsumexp(logq, 1) - log_n))
+        lower = torch.cat(rows)
+        upper = lat.kl(params).sum(-1)
+    else:
+        raise TypeError(f"encoder_mi_bounds: part {part!r} is neither Gaussian nor categorical")
+    lo, se_lo = _mean_and_se(lower.cpu())
+    up, se_up = _mean_and_se(upper.cpu())
+    return {"lower": lo, "se_lower": se_lo, "upper": up, "se_upper": se_up, "log_n": log_n}
+
+
+def _pairwise_normal_log_prob(mean: torch.Tensor, std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``log N(z_i; mean_j, diag std_j^2)`` for every pair: ``z`` (b, d), ``mean``/``std`` (N, d) -> (b, N)."""
+    return torch.distributions.Normal(mean[None], std[None]).log_prob(z[:, None]).sum(-1)

@@ -16,14 +16,15 @@ import torch
 
 from .metrics import categorical_kl_decomposition, category_probs, cluster_accuracy, evaluate_elbo
 from .losses.mi import AuxiliaryQ
-from .mi_estimators import mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
+from .mi_estimators import encoder_mi_bounds, mi_lower_bound, mi_upper_bound, posterior_mi_lower_bound
 from .models import VAE
 
 __all__ = ["mi_report", "categorical_report"]
 
 
 def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *, n: int, seed: int,
-              total: bool = False, x_tilde: str = "sample", elbo_prefix: str = "") -> dict[str, float]:
+              total: bool = False, x_tilde: str = "sample", elbo_prefix: str = "",
+              encoder: bool = False) -> dict[str, float]:
     r"""Information of each latent part and the ELBO terms of ``model`` (nats).
 
     Parameters
@@ -43,6 +44,11 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
     elbo_prefix : str
         Prefix of the keys of the ELBO terms, e.g. ``"test_"`` when the report is a training ``eval_fn``
         (so that they do not overwrite the training loss's own ``rec``, ``kl`` and ``elbo``).
+    encoder : bool
+        Also both bounds on the *encoder's* information :math:`I_q(\cdot;x)` of every part, on ``x``
+        (:func:`vaemi.mi_estimators.encoder_mi_bounds`): ``Iq_<part>`` (InfoNCE lower bound, at most
+        ``log_n``), ``se_Iq_<part>`` and ``se_rate_<part>``; the rate is the upper bound. A claim that a part
+        carries *little* information is judged on the rate, one that it carries *much* on ``Iq``.
 
     Returns
     -------
@@ -57,6 +63,9 @@ def mi_report(model: VAE, x: torch.Tensor, parts: Sequence[str] = ("c", "z"), *,
         out["I_total"], out["se_total"] = mi_lower_bound(model, list(parts)[::-1], n=n, seed=seed, x_tilde=x_tilde)
     for p in parts:
         out[f"rate_{p}"] = mi_upper_bound(model, x, p)
+        if encoder:
+            b = encoder_mi_bounds(model, x, p, seed=seed)
+            out.update({f"Iq_{p}": b["lower"], f"se_Iq_{p}": b["se_lower"], f"se_rate_{p}": b["se_upper"], "log_n": b["log_n"]})
     ev = evaluate_elbo(model, x)
     out.update({f"{elbo_prefix}{k}": ev[k] for k in ("rec", "kl", "elbo")})
     return out

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 __all__ = ["SweepError", "resolve_notebook", "parse_grid", "plan_runs", "run_name", "run_one", "run_sweep",
-           "aggregate", "plot_robustness", "is_finished", "main"]
+           "aggregate", "plot_robustness", "is_finished", "publish", "load_published", "sweep_command", "main"]
 
 MANIFEST = "manifest.json"
 SEED = "seed"
@@ -700,6 +700,152 @@ def plot_robustness(out: str | Path, claims, numbers, point_names: Sequence[str]
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
+# ---------------------------------------------------------------------------------------------- publishing
+def _repo_relative(path: str | None) -> str | None:
+    """``path`` relative to the repository root that holds it, else its file name (never a machine path)."""
+    if not path:
+        return path
+    p = Path(path).resolve()
+    for root in _roots():
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return p.name
+
+
+def sweep_command(meta: dict[str, Any]) -> str:
+    """The command line that re-runs a sweep, from its manifest's ``meta`` (paths relative to the repository)."""
+    parts = ["python -m vaemi.sweep", _repo_relative(meta["notebook"]) or meta["chapter"]]
+    for name, values in meta["grid"].items():
+        parts.append("--grid " + name + "=" + ",".join(_format_value(v) for v in values))
+    if meta.get("profile"):
+        parts.append("-f " + _repo_relative(meta["profile"]))
+    for name, v in (meta.get("overrides") or {}).items():
+        parts.append(f"-p {name}={_format_value(v)}")
+    return " ".join(parts)
+
+
+def _machine() -> str:
+    """The machine in words (processor, cores, accelerator), without its name or any path."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    words = f"{_cores()} cores ({cpu})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            words += f", {torch.cuda.get_device_name(0)}"
+        words += f"; torch {torch.__version__}"
+    except ImportError:
+        pass
+    return words
+
+
+def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
+    """Copy the small, path-free record of a finished sweep into ``dest`` (to be committed).
+
+    ``dest`` receives ``manifest.json`` (grid, parameters, status and seconds of every run; no machine paths),
+    ``numbers.csv``, ``claims.csv``, ``runs/<run>.json`` (each run's results file) and ``provenance.json``
+    (the command that re-runs the sweep, the commit, the date, the machine, the total and per-run time).
+    The executed notebooks and the model cache stay behind.
+
+    Parameters
+    ----------
+    out : str or Path
+        The sweep's folder.
+    dest : str or Path
+        Where the record goes (created; files of an earlier record are replaced).
+    note : str
+        A line stored in the provenance (e.g. why the sweep was run).
+
+    Returns
+    -------
+    Path
+        ``dest``.
+    """
+    import shutil
+    import subprocess
+
+    out, dest = Path(out), Path(dest)
+    meta = json.loads((out / MANIFEST).read_text())
+    if not any(m["status"] == "done" for m in meta["runs"]):
+        raise SweepError(f"{out}: no finished run to publish")
+    aggregate(out)
+    (dest / "runs").mkdir(parents=True, exist_ok=True)
+    for old in (dest / "runs").glob("*.json"):
+        old.unlink()
+    runs = []
+    for m in meta["runs"]:
+        f = out / m["name"] / f"{meta['chapter']}.json"
+        if f.is_file():
+            shutil.copyfile(f, dest / "runs" / f"{m['name']}.json")
+        runs.append({k: m.get(k) for k in ("name", "point", "parameters", "status", "seconds", "threads", "error")})
+    clean = {"notebook": _repo_relative(meta["notebook"]), "chapter": meta["chapter"], "grid": meta["grid"],
+             "profile": _repo_relative(meta.get("profile")), "overrides": meta.get("overrides") or {}, "runs": runs}
+    _write_json(dest / MANIFEST, clean)
+    for name in ("numbers.csv", "claims.csv"):
+        shutil.copyfile(out / name, dest / name)
+    commit = os.environ.get("VAEMI_COMMIT", "")  # set where the code runs from a copy without .git
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "unknown"
+        except (OSError, subprocess.SubprocessError):
+            commit = "unknown"
+    secs = [m["seconds"] for m in runs if m["status"] == "done" and m["seconds"] is not None]
+    _write_json(dest / "provenance.json", {
+        "command": sweep_command(meta), "commit": commit, "date": time.strftime("%Y-%m-%d"), "machine": _machine(),
+        "runs_done": len(secs), "runs_failed": sum(m["status"] == "failed" for m in runs),
+        "seconds_total_of_runs": round(sum(secs), 1), "seconds_per_run_mean": round(sum(secs) / len(secs), 1) if secs else None,
+        "note": note})
+    return dest
+
+
+def load_published(dest: str | Path) -> dict[str, Any]:
+    """Read a record written by :func:`publish`.
+
+    Returns
+    -------
+    dict
+        ``numbers`` (DataFrame of ``numbers.csv``), ``claims`` (of ``claims.csv``), ``runs`` (one row per run
+        and recorded number: ``run``, the grid values, ``number``, ``value``), ``manifest`` and ``provenance``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``dest`` holds no published sweep (the message names the command that makes one).
+    """
+    import pandas as pd
+
+    dest = Path(dest)
+    if not (dest / "provenance.json").is_file():
+        raise FileNotFoundError(f"no published sweep in {dest.name!r}: run the sweep and publish it "
+                                f"(python -m vaemi.sweep ... --out DIR --publish {dest.name})")
+    manifest = json.loads((dest / MANIFEST).read_text())
+    rows = []
+    for m in manifest["runs"]:
+        f = dest / "runs" / f"{m['name']}.json"
+        if not f.is_file():
+            continue
+        for key, e in json.loads(f.read_text()).get("entries", {}).items():
+            v = e.get("value")
+            if e.get("kind") == "number" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                rows.append({"run": m["name"], **{k: _hashable(v2) for k, v2 in m["point"].items()}, "number": key,
+                             "value": float(v)})
+    return {"numbers": pd.read_csv(dest / "numbers.csv"), "claims": pd.read_csv(dest / "claims.csv"),
+            "runs": pd.DataFrame(rows), "manifest": manifest,
+            "provenance": json.loads((dest / "provenance.json").read_text())}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m vaemi.sweep",
@@ -718,6 +864,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-number", metavar="NAME", help="the number drawn against the swept parameter")
     p.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--publish", metavar="DEST", help="then copy the small, path-free record (manifest, tables, "
+                                                     "per-run results, provenance) into DEST, to be committed")
+    p.add_argument("--note", default="", help="a line stored in the published provenance")
     return p
 
 
@@ -752,6 +901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[sweep] failed: {m['name']}{cell}: {e.get('exception')}: {e.get('message')}")
     if done:
         print(f"[sweep] tables: {out / 'numbers.csv'}, {out / 'claims.csv'}; plot: {out / 'robustness.png'}")
+        if a.publish:
+            print(f"[sweep] published: {publish(out, a.publish, note=a.note)}")
     return 1 if failed else 0
 
 

@@ -37,9 +37,11 @@ def make_x_tilde(model: VAE, out: torch.Tensor, x_tilde: str = "mean", temperatu
         Its likelihood turns ``out`` into images.
     out : tensor
         Decoder output (logits or means).
-    x_tilde : {"mean", "relaxed", "sample"}
+    x_tilde : {"mean", "relaxed", "straight_through", "sample"}
         The decoder mean; a relaxed Bernoulli (Concrete) sample at ``temperature`` (differentiable, Bernoulli
-        decoders only); or an exact sample drawn from ``generator`` (for evaluation).
+        decoders only); an exact Bernoulli sample whose gradient is that of the mean (straight-through,
+        Bengio et al. 2013; Bernoulli decoders only); or an exact sample drawn from ``generator`` (for
+        evaluation, no gradient).
     temperature : float
         Temperature of the relaxed sample.
     generator : torch.Generator, optional
@@ -57,12 +59,17 @@ def make_x_tilde(model: VAE, out: torch.Tensor, x_tilde: str = "mean", temperatu
             raise ValueError("x_tilde='relaxed' needs a Bernoulli decoder")
         t = torch.tensor(temperature, device=out.device, dtype=out.dtype)
         return torch.distributions.RelaxedBernoulli(t, logits=out).rsample()
+    if x_tilde == "straight_through":
+        if not isinstance(model.likelihood, BernoulliLikelihood):
+            raise ValueError("x_tilde='straight_through' needs a Bernoulli decoder")
+        mean = model.likelihood.mean(out)
+        return torch.bernoulli(mean.detach(), generator=generator) + (mean - mean.detach())  # values exactly 0/1
     if x_tilde == "sample":
         if isinstance(model.likelihood, BernoulliLikelihood):  # draw from the given generator, not the global RNG
             return torch.bernoulli(model.likelihood.mean(out), generator=generator)
         mean = model.likelihood.mean(out)
         return mean + model.likelihood.variance.sqrt() * torch.randn(mean.shape, device=mean.device, generator=generator)
-    raise ValueError(f"x_tilde must be 'mean', 'relaxed' or 'sample', got {x_tilde!r}")
+    raise ValueError(f"x_tilde must be 'mean', 'relaxed', 'straight_through' or 'sample', got {x_tilde!r}")
 
 
 def generate_and_reencode(model: VAE, n: int, part: str | list[str], *, x_tilde: str = "mean", temperature: float = 0.5,
@@ -79,7 +86,7 @@ def generate_and_reencode(model: VAE, n: int, part: str | list[str], *, x_tilde:
     part : str or list of str
         The latent part(s) :math:`c` whose information is measured; for a list, :math:`\log q` is summed over
         the parts (the encoder's posterior factorizes over parts).
-    x_tilde : {"mean", "relaxed", "sample"}
+    x_tilde : {"mean", "relaxed", "straight_through", "sample"}
         How :math:`\tilde x\sim p(x\mid\tilde z,\tilde c)` is made: the decoder mean (deterministic, so
         gradients reach the decoder), a relaxed Bernoulli sample (``temperature``; differentiable), or an
         exact sample (no gradient through :math:`\tilde x`; for evaluation).
@@ -226,7 +233,7 @@ class VariationalMILoss(BaseLoss):
         The latent part of the code :math:`\hat z` when ``q`` is ``None`` (see :class:`MITarget`).
     dims : sequence of int, optional
         Dimensions of a Gaussian ``part`` (``None``: the whole part) when ``q`` is ``None``.
-    x_tilde : {"relaxed", "mean"}
+    x_tilde : {"relaxed", "mean", "straight_through"}
         How :math:`\tilde x` is made differentiable (see :func:`make_x_tilde`).
     temperature : float
         Temperature of the relaxed Bernoulli :math:`\tilde x`.
@@ -246,8 +253,8 @@ class VariationalMILoss(BaseLoss):
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
         self._elbo = ELBOLoss(beta=beta)  # the ELBO part (checks beta)
-        if x_tilde not in ("mean", "relaxed"):
-            raise ValueError(f"x_tilde must be 'mean' or 'relaxed' for training, got {x_tilde!r}")
+        if x_tilde not in ("mean", "relaxed", "straight_through"):
+            raise ValueError(f"x_tilde must be 'mean', 'relaxed' or 'straight_through' for training, got {x_tilde!r}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if code_source not in ("posterior", "prior"):
@@ -347,7 +354,7 @@ class InfoVAELoss(VariationalMILoss):
         :math:`\lambda \ge 0` (0 gives the plain VAE; the seed never states its value).
     part : str
         Latent part :math:`c` carrying the MI term.
-    x_tilde : {"mean", "relaxed"}
+    x_tilde : {"mean", "relaxed", "straight_through"}
         How :math:`\tilde x` is made differentiable (see :func:`make_x_tilde`).
     temperature : float
         Temperature of the relaxed Bernoulli :math:`\tilde x` (``x_tilde="relaxed"``).

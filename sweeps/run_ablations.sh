@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The ablations behind "why the numbers differ" in book/vmim.ipynb and book/infovae.ipynb.
-# Usage: sweeps/run_ablations.sh vmim|infovae [WORKERS]   (from the repository root; needs the MNIST files)
+# Usage: sweeps/run_ablations.sh vmim|infovae [WORKERS] [NAMES]   (from the repository root; needs the MNIST
+# files). NAMES, e.g. "vmim-arch vmim-zdim", runs only those sweeps.
 # Each sweep changes one factor from the base profile (profiles/ablation/*.yaml), over seeds, and publishes its
 # small, path-free record to sweeps/results/<name>/ (the chapters read it from there). Runs that finished are
 # skipped when the command is repeated with the same scratch folder (SCRATCH, default _build/sweeps).
 set -euo pipefail
-which=${1:?usage: sweeps/run_ablations.sh vmim|infovae [WORKERS]}
+which=${1:?usage: sweeps/run_ablations.sh vmim|infovae [WORKERS] [NAMES]}
 workers=${2:-$(nproc)}
+only=" ${3:-} "
 py=${PYTHON:-python}
 scratch=${SCRATCH:-_build/sweeps}
 sweep() {  # NAME NOTEBOOK ARGS...
   local name=$1 nb=$2; shift 2
+  if [[ "$only" != "  " && "$only" != *" $name "* ]]; then return 0; fi
   $py -m vaemi.sweep "$nb" "$@" --workers "$workers" --out "$scratch/$name" --publish "sweeps/results/$name" \
       --no-progress --note "ablation $name"
 }
@@ -20,22 +23,18 @@ case $which in
     sweep vmim-base      $nb $base --grid lam=0,5 --grid seed=0..4
     sweep vmim-lam       $nb $base --grid lam=1,20 --grid seed=0..2
     sweep vmim-thesis    $nb $base -p entropy=prior --grid lam=5 --grid seed=0..2
-    sweep vmim-prior     $nb $base -p code_source=prior -p entropy=prior --grid lam=1,5 --grid seed=0..2
-    sweep vmim-arch      $nb $base -p arch=conv --grid lam=0,5 --grid seed=0..2
-    sweep vmim-anneal    $nb $base -p temperature=1.0 -p temperature_min=0.5 --grid anneal_rate=0.0003 --grid seed=0..2
+    sweep vmim-prior     $nb $base -p code_source=prior -p entropy=prior --grid lam=5 --grid seed=0..2
+    sweep vmim-arch      $nb $base -p arch=conv --grid lam=5 --grid seed=0..2
     sweep vmim-zdim      $nb $base --grid z_dim=2,4 --grid seed=0..2
+    sweep vmim-anneal    $nb $base -p temperature=1.0 -p temperature_min=0.5 --grid anneal_rate=0.0003 --grid seed=0..2
     sweep vmim-epochs    $nb $base --grid epochs=16 --grid seed=0..2
-    ;;
-  vmim2)  # combinations of the factors that helped in the one-factor sweeps
-    nb=sweeps/vmim_clustering.ipynb; base="-f profiles/ablation/vmim_clustering.yaml"
-    sweep vmim-combined  $nb $base -p arch=conv --grid z_dim=2,4 --grid epochs=4,16 --grid seed=0..2
     ;;
   infovae)
     nb=sweeps/infovae_exp2.ipynb; base="-f profiles/ablation/infovae_exp2.yaml"
     sweep infovae-lam    $nb $base --grid lam=0,1,3,10 --grid seed=0..2
-    sweep infovae-epochs $nb $base --grid epochs=20 --grid lam=0,1,10 --grid seed=0..2
     sweep infovae-xtilde $nb $base --grid x_tilde=mean,straight_through --grid seed=0..2
     sweep infovae-share  $nb $base --grid mi_dim=15,18 --grid seed=0..2
+    sweep infovae-epochs $nb $base --grid epochs=20 --grid lam=1 --grid seed=0..2
     ;;
-  *) echo "usage: sweeps/run_ablations.sh vmim|vmim2|infovae [WORKERS]" >&2; exit 2 ;;
+  *) echo "usage: sweeps/run_ablations.sh vmim|infovae [WORKERS] [NAMES]" >&2; exit 2 ;;
 esac

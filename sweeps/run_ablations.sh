@@ -5,6 +5,9 @@
 # Each sweep changes one factor from the base profile (profiles/ablation/*.yaml), over seeds, and publishes its
 # small, path-free record to sweeps/results/<name>/ (the chapters read it from there). Runs that finished are
 # skipped when the command is repeated with the same scratch folder (SCRATCH, default _build/sweeps).
+# PARALLEL=1 runs the chosen sweeps at the same time (each with WORKERS processes; on a GPU machine with many
+# cores, WORKERS = cores gives every run one thread). "sweeps/run_ablations.sh publish" publishes what an
+# interrupted command finished (every scratch sweep with at least one finished run).
 set -euo pipefail
 which=${1:?usage: sweeps/run_ablations.sh vmim|infovae [WORKERS] [NAMES]}
 workers=${2:-$(nproc)}
@@ -14,9 +17,11 @@ scratch=${SCRATCH:-_build/sweeps}
 sweep() {  # NAME NOTEBOOK ARGS...
   local name=$1 nb=$2; shift 2
   if [[ "$only" != "  " && "$only" != *" $name "* ]]; then return 0; fi
-  $py -m vaemi.sweep "$nb" "$@" --workers "$workers" --out "$scratch/$name" --publish "sweeps/results/$name" \
-      --no-progress --note "ablation $name"
+  local cmd=($py -m vaemi.sweep "$nb" "$@" --workers "$workers" --out "$scratch/$name"
+             --publish "sweeps/results/$name" --no-progress --note "ablation $name")
+  if [[ "${PARALLEL:-0}" == 1 ]]; then "${cmd[@]}" > "$scratch/$name.log" 2>&1 & else "${cmd[@]}"; fi
 }
+mkdir -p "$scratch"
 case $which in
   vmim)
     nb=sweeps/vmim_clustering.ipynb; base="-f profiles/ablation/vmim_clustering.yaml"
@@ -36,5 +41,15 @@ case $which in
     sweep infovae-share  $nb $base --grid mi_dim=15,18 --grid seed=0..2
     sweep infovae-epochs $nb $base --grid epochs=20 --grid lam=1 --grid seed=0..2
     ;;
-  *) echo "usage: sweeps/run_ablations.sh vmim|infovae [WORKERS] [NAMES]" >&2; exit 2 ;;
+  publish)
+    for d in "$scratch"/*/; do
+      name=$(basename "$d")
+      [[ -f "$d/manifest.json" ]] || continue
+      if grep -qs "^\[sweep\] published" "$scratch/$name.log"; then continue; fi  # it finished and published
+      $py -c "import sys; from vaemi.sweep import publish; print(publish(sys.argv[1], sys.argv[2], note=sys.argv[3]))" \
+          "$d" "sweeps/results/$name" "ablation $name (interrupted: finished runs only)" || true
+    done
+    ;;
+  *) echo "usage: sweeps/run_ablations.sh vmim|infovae|publish [WORKERS] [NAMES]" >&2; exit 2 ;;
 esac
+wait

@@ -33,12 +33,16 @@ case $which in
     sweep vmim-zdim      $nb $base --grid z_dim=2,4 --grid seed=0..2
     sweep vmim-anneal    $nb $base -p temperature=1.0 -p temperature_min=0.5 --grid anneal_rate=0.0003 --grid seed=0..2
     sweep vmim-epochs    $nb $base --grid epochs=16 --grid seed=0..2
+    # the two factors that helped (annealed temperature, a longer schedule) together, with either network
+    sweep vmim-best      $nb $base -p temperature=1.0 -p temperature_min=0.5 -p anneal_rate=0.0003 -p epochs=16 \
+                         --grid arch=mlp,conv --grid seed=0..3
     ;;
   infovae)
     nb=sweeps/infovae_exp2.ipynb; base="-f profiles/ablation/infovae_exp2.yaml"
     sweep infovae-lam    $nb $base --grid lam=0,1,3,10 --grid seed=0..2
     sweep infovae-xtilde $nb $base --grid x_tilde=mean,straight_through --grid seed=0..2
     sweep infovae-share  $nb $base --grid mi_dim=15,18 --grid seed=0..2
+    sweep infovae-share0 $nb $base -p lam=0 --grid mi_dim=15,18 --grid seed=0..2  # the plain VAE, same split
     sweep infovae-epochs $nb $base --grid epochs=20 --grid lam=1 --grid seed=0..2
     ;;
   publish)

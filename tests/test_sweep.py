@@ -274,3 +274,61 @@ def test_grid_and_names():
         sweep.parse_grid(["seed=0", "seed=1"])
     with pytest.raises(sweep.SweepError, match="repeated"):
         sweep.parse_grid(["seed=0,0"])
+
+
+# ---------------------------------------------------------------------------------------------- publishing
+def test_publish_is_path_free_and_marks_unfinished_runs(swept, tmp_path, monkeypatch):
+    out0, _ = swept
+    out = tmp_path / "stopped"
+    shutil.copytree(out0, out)
+    meta = _manifest(out)
+    meta["runs"][-1]["status"] = "running"  # as a sweep killed while this run was going
+    (out / "manifest.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("VAEMI_COMMIT", "abc1234")
+    dest = sweep.publish(out, tmp_path / "record", note="a test")
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert files == ["claims.csv", "manifest.json", "numbers.csv", "provenance.json"] + [f"runs/{n}.json" for n in RUNS]
+    for p in dest.rglob("*"):
+        if p.is_file():
+            text = p.read_text()
+            assert str(tmp_path) not in text and str(ROOT) not in text and "/home/" not in text, p
+    rec = sweep.load_published(dest)
+    assert [r["status"] for r in rec["manifest"]["runs"]] == ["done"] * 3 + ["interrupted"]
+    prov = rec["provenance"]
+    assert prov["commit"] == "abc1234" and prov["note"] == "a test" and prov["runs_done"] == 3
+    assert prov["command"].startswith("python -m vaemi.sweep book/infovae.ipynb --grid lam=0.5,1.0 --grid seed=0,1")
+    assert "-f profiles/smoke/infovae.yaml" in prov["command"]
+    # the per-run numbers are the runs' own results files
+    r0 = _results(out0, RUNS[0])["entries"]["e1_info_I_c"]["value"]
+    got = rec["runs"].query("run == @RUNS[0] and number == 'e1_info_I_c'").value.item()
+    assert got == pytest.approx(r0)
+
+
+def test_ablation_table_summarizes_seeds_per_setting(swept, tmp_path):
+    out0, _ = swept
+    dest = sweep.publish(out0, tmp_path / "record")
+    t = sweep.ablation_table({"lam sweep": dest}, ["e1_info_I_c"])
+    assert list(t.setting) == ["lam=0.5", "lam=1.0"] and list(t.n) == [2, 2] and set(t.sweep) == {"lam sweep"}
+    for row, lam in zip(t.itertuples(), (0.5, 1.0)):
+        vals = [_results(out0, f"lam={lam}__seed={s}")["entries"]["e1_info_I_c"]["value"] for s in (0, 1)]
+        assert row.e1_info_I_c_values == pytest.approx(vals)
+        assert row.e1_info_I_c_mean == pytest.approx(sum(vals) / 2)
+        assert row.e1_info_I_c_std == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
+        assert row.parameters["lam"] == lam and "seed" not in row.parameters
+    cells = sweep.format_mean_std(t, ["e1_info_I_c"], digits=2)
+    assert cells.e1_info_I_c.iloc[0] == f"{t.e1_info_I_c_mean.iloc[0]:.2f} ± {t.e1_info_I_c_std.iloc[0]:.2f}"
+    prov = sweep.ablation_provenance({"lam sweep": dest, "missing": tmp_path / "nothing"})
+    assert list(prov.sweep) == ["lam sweep", "missing"] and prov.command.iloc[1] == "not published"
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        sweep.ablation_table({"missing": tmp_path / "nothing"}, ["e1_info_I_c"])
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "sweeps" / "results").iterdir() if p.is_dir()))
+def test_committed_records_load_and_name_their_command(name):
+    """Every record the chapters read loads, holds a run per finished run, and names a command that re-runs it."""
+    rec = sweep.load_published(sweep.published_dir(name))
+    done = [r["name"] for r in rec["manifest"]["runs"] if r["status"] == "done"]
+    assert done and set(rec["runs"].run) == set(done)
+    assert rec["provenance"]["runs_done"] == len(done)
+    assert rec["provenance"]["command"].startswith("python -m vaemi.sweep sweeps/")
+    assert all(r["status"] in ("done", "failed", "interrupted") for r in rec["manifest"]["runs"])

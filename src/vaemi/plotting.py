@@ -12,7 +12,7 @@ from torchvision.utils import make_grid
 from .models import VAE, model_device
 
 __all__ = ["set_style", "show_images", "plot_history", "plot_sweep", "influence_bars", "category_sweep_figure",
-           "latent_traversal_grid", "latent_manifold", "code_sweep"]
+           "latent_traversal_grid", "latent_manifold", "code_sweep", "ablation_bars"]
 
 
 def set_style() -> None:
@@ -252,3 +252,38 @@ def code_sweep(model: VAE, x: torch.Tensor, part: str, dim: int | None = None,
             c[part][:, dim] = v
         rows.append(model.likelihood.mean(model.decode(model.latent.join(c))).view_as(x))
     return torch.stack(rows, 1).flatten(0, 1)
+
+
+def ablation_bars(table, number: str, *, ax: plt.Axes | None = None, xlabel: str | None = None,
+                  reference: dict[str, float] | None = None, percent: bool = False) -> plt.Figure:
+    """One horizontal bar per setting of an ablation (:func:`vaemi.sweep.ablation_table`): the mean of
+    ``number`` with ± one standard deviation over seeds, and each seed as a dot.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`vaemi.sweep.ablation_table` (columns ``setting``, ``<number>_mean``, ``_std``, ``_values``).
+    number : str
+        The number to show.
+    reference : dict, optional
+        Label -> value of vertical reference lines (e.g. the paper's result).
+    percent : bool
+        Show the axis in percent.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.42 * len(table) + 1.3))
+    labels = [f"{s} ({w})" for s, w in zip(table.sweep, table.setting)]
+    y = np.arange(len(table))[::-1]
+    mean, std = table[f"{number}_mean"].to_numpy(float), np.nan_to_num(table[f"{number}_std"].to_numpy(float))
+    ax.barh(y, mean, xerr=std, color="C0", alpha=0.45, capsize=3, label="mean ± std over seeds")
+    for yi, vals in zip(y, table[f"{number}_values"]):
+        ax.plot(vals, np.full(len(vals), yi), "k.", ms=5, label="one seed" if yi == y[0] else None)
+    for i, (name, v) in enumerate((reference or {}).items()):
+        ax.axvline(v, color=f"C{i + 1}", ls="--", label=name)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel or number)
+    if percent:
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -103,7 +103,8 @@ def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray
     -------
     dict
         ``acc_hungarian``, ``acc_majority`` (:func:`vaemi.metrics.cluster_accuracy`); ``kl_c`` (the rate),
-        ``I_q`` (its information part), ``kl_marginal``, ``residual``, ``H_marginal`` (eq. 4.23,
+        ``I_q`` (its information part: the plug-in value on ``x``, a lower bound in expectation), ``I_q_upper``
+        (an upper bound: :func:`vaemi.mi_estimators.encoder_mi_bounds`), ``kl_marginal``, ``residual``, ``H_marginal`` (eq. 4.23,
         :func:`vaemi.metrics.categorical_kl_decomposition`); ``mi_lb_thesis`` and ``mi_lb_corrected`` (eq. 4.8
         with the prior's and with the marginal's entropy) and their ``se``; ``used_categories``; with
         ``elbo``: ``elbo`` and ``rec``; every key after ``prefix``. With ``details``, the arrays ``probs``
@@ -113,7 +114,8 @@ def categorical_report(model: VAE, q: AuxiliaryQ, x: torch.Tensor, y: np.ndarray
     acc = cluster_accuracy(probs.argmax(1), y, k)
     dec = categorical_kl_decomposition(probs)
     b = posterior_mi_lower_bound(model, q, x, seed=seed)
-    out = dict(acc_hungarian=acc["hungarian"], acc_majority=acc["majority"], kl_c=dec["rate"], I_q=dec["mi"],
+    upper = encoder_mi_bounds(model, x, part)["upper"]  # held-out: KL to the other half's aggregate posterior
+    out = dict(acc_hungarian=acc["hungarian"], acc_majority=acc["majority"], kl_c=dec["rate"], I_q=dec["mi"], I_q_upper=upper,
                kl_marginal=dec["marginal_kl"], residual=dec["residual"], mi_lb_thesis=b["mi_lb"],
                mi_lb_corrected=b["mi_lb_marginal"], se=b["se"], H_marginal=dec["h_marginal"],
                used_categories=int((np.bincount(probs.argmax(1), minlength=k) > 0).sum()))

@@ -40,7 +40,8 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 __all__ = ["SweepError", "resolve_notebook", "parse_grid", "plan_runs", "run_name", "run_one", "run_sweep",
-           "aggregate", "plot_robustness", "is_finished", "publish", "load_published", "sweep_command", "main"]
+           "aggregate", "plot_robustness", "is_finished", "publish", "load_published", "sweep_command", "main",
+           "published_dir", "ablation_table", "format_mean_std", "ablation_provenance"]
 
 MANIFEST = "manifest.json"
 SEED = "seed"
@@ -788,7 +789,10 @@ def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
         f = out / m["name"] / f"{meta['chapter']}.json"
         if f.is_file():
             shutil.copyfile(f, dest / "runs" / f"{m['name']}.json")
-        runs.append({k: m.get(k) for k in ("name", "point", "parameters", "status", "seconds", "threads", "error")})
+        run = {k: m.get(k) for k in ("name", "point", "parameters", "status", "seconds", "threads", "error")}
+        if run["status"] not in ("done", "failed"):  # the sweep was stopped before this run finished
+            run["status"] = "interrupted"
+        runs.append(run)
     clean = {"notebook": _repo_relative(meta["notebook"]), "chapter": meta["chapter"], "grid": meta["grid"],
              "profile": _repo_relative(meta.get("profile")), "overrides": meta.get("overrides") or {}, "runs": runs}
     _write_json(dest / MANIFEST, clean)
@@ -904,6 +908,94 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.publish:
             print(f"[sweep] published: {publish(out, a.publish, note=a.note)}")
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------- ablations
+def published_dir(name: str) -> Path:
+    """The folder of the published sweep ``name`` (``sweeps/results/<name>`` of the repository), whether or
+    not it exists."""
+    roots = _roots()
+    return (roots[0] if roots else Path.cwd()) / "sweeps" / "results" / name
+
+
+def ablation_table(records: dict[str, str | Path], numbers: Sequence[str]):
+    """Mean, standard deviation and seeds of ``numbers`` for every setting of several published sweeps.
+
+    A setting is a sweep's fixed overrides (``-p``) with one point of its grid other than the seed; the
+    statistics are over that point's seeds. A missing record raises :class:`FileNotFoundError` (naming the
+    command that makes it).
+
+    Parameters
+    ----------
+    records : dict
+        Label of each sweep -> its published folder (:func:`publish`).
+    numbers : sequence of str
+        Recorded numbers to summarize.
+
+    Returns
+    -------
+    DataFrame
+        One row per setting: ``sweep``, ``setting`` (e.g. ``"arch=conv, lam=5"``; ``"base"`` when nothing is
+        changed), ``parameters`` (all the run's parameters but the seed), ``n`` (runs), and per number ``<number>_mean``, ``<number>_std`` (NaN for one run) and
+        ``<number>_values`` (the per-seed values, in seed order).
+    """
+    import pandas as pd
+
+    rows = []
+    for label, dest in records.items():
+        rec = load_published(dest)
+        runs, meta = rec["runs"], rec["manifest"]
+        if runs.empty:
+            continue
+        keys = [k for k in meta["grid"] if k != SEED]
+        fixed = dict(meta.get("overrides") or {})
+        params = {m["name"]: m.get("parameters") or {} for m in meta["runs"]}
+        groups = runs.groupby(keys, sort=True) if keys else [((), runs)]
+        for point, g in groups:
+            point = point if isinstance(point, tuple) else (point,)
+            setting = {**fixed, **dict(zip(keys, point))}
+            row: dict[str, Any] = {"sweep": label, "n": g.run.nunique(),
+                                   "setting": ", ".join(f"{k}={_format_value(v)}" for k, v in setting.items()) or "base",
+                                   "parameters": {k: v for k, v in params.get(g.run.iloc[0], {}).items() if k != SEED}}
+            for num in numbers:
+                v = g[g.number == num].sort_values(SEED if SEED in g else "run").value
+                row[f"{num}_mean"] = float(v.mean()) if len(v) else float("nan")
+                row[f"{num}_std"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+                row[f"{num}_values"] = [float(x) for x in v]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_mean_std(table, numbers: Sequence[str], digits: int = 2, percent: Sequence[str] = ()):
+    """``table`` of :func:`ablation_table` as text cells ``"mean ± std"`` (columns ``sweep``, ``setting``,
+    ``n`` and one per number; the numbers in ``percent`` as percentages)."""
+    out = table[["sweep", "setting", "n"]].copy()
+    for num in numbers:
+        def cell(r, num=num):
+            m, s = r[f"{num}_mean"], r[f"{num}_std"]
+            if num in percent:
+                return f"{m:.{max(digits - 2, 0)}%}" + ("" if s != s else f" ± {100 * s:.{max(digits - 2, 0)}f}")
+            return f"{m:.{digits}f}" + ("" if s != s else f" ± {s:.{digits}f}")
+        out[num] = table.apply(cell, axis=1)
+    return out
+
+
+def ablation_provenance(records: dict[str, str | Path]):
+    """Where each published sweep comes from: one row per sweep with ``sweep``, ``command`` (it re-runs the
+    sweep), ``commit``, ``date``, ``machine``, ``runs_done``, ``seconds_per_run_mean``, ``note``; a sweep
+    that is not published has only ``sweep`` and ``command`` = ``"not published"``."""
+    import pandas as pd
+
+    rows = []
+    for label, dest in records.items():
+        try:
+            p = load_published(dest)["provenance"]
+        except FileNotFoundError:
+            rows.append({"sweep": label, "command": "not published"})
+            continue
+        rows.append({"sweep": label, **{k: p.get(k) for k in ("command", "commit", "date", "machine", "runs_done",
+                                                             "seconds_per_run_mean", "note")}})
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

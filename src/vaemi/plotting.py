@@ -270,9 +270,12 @@ def ablation_bars(table, number: str, *, ax: plt.Axes | None = None, xlabel: str
     percent : bool
         Show the axis in percent.
     """
+    import textwrap
+
+    labels = [textwrap.fill(f"{s}: {w}", 34) for s, w in zip(table.sweep, table.setting)]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 0.42 * len(table) + 1.3))
-    labels = [f"{s} ({w})" for s, w in zip(table.sweep, table.setting)]
+        lines = sum(label.count("\n") + 1 for label in labels)
+        _, ax = plt.subplots(figsize=(10, 0.3 * lines + 0.25 * len(labels) + 1.5))
     y = np.arange(len(table))[::-1]
     mean, std = table[f"{number}_mean"].to_numpy(float), np.nan_to_num(table[f"{number}_std"].to_numpy(float))
     ax.barh(y, mean, xerr=std, color="C0", alpha=0.45, capsize=3, label="mean ± std over seeds")
@@ -284,6 +287,7 @@ def ablation_bars(table, number: str, *, ax: plt.Axes | None = None, xlabel: str
     ax.set_xlabel(xlabel or number)
     if percent:
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(labels) > 6 else -0.25), ncol=2, fontsize=8,
+              frameon=False)
     ax.figure.tight_layout()
     return ax.figure

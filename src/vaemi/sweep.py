@@ -912,10 +912,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------- ablations
 def published_dir(name: str) -> Path:
-    """The folder of the published sweep ``name`` (``sweeps/results/<name>`` of the repository), whether or
-    not it exists."""
-    roots = _roots()
-    return (roots[0] if roots else Path.cwd()) / "sweeps" / "results" / name
+    """The folder of the published sweep ``name``: ``sweeps/results/<name>`` in the first repository root that
+    has it (the current folder's, then this package's checkout); where none has it, the path in the first root
+    (reading it then raises the error that names the command)."""
+    candidates = [root / "sweeps" / "results" / name for root in _roots()] or [Path.cwd() / "sweeps" / "results" / name]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 def ablation_table(records: dict[str, str | Path], numbers: Sequence[str]):
@@ -982,7 +983,7 @@ def format_mean_std(table, numbers: Sequence[str], digits: int = 2, percent: Seq
 
 def ablation_provenance(records: dict[str, str | Path]):
     """Where each published sweep comes from: one row per sweep with ``sweep``, ``command`` (it re-runs the
-    sweep), ``commit``, ``date``, ``machine``, ``runs_done``, ``seconds_per_run_mean``, ``note``; a sweep
+    sweep), ``commit``, ``date``, ``machine``, ``runs_done``, ``runs_failed``, ``seconds_per_run_mean``, ``note``; a sweep
     that is not published has only ``sweep`` and ``command`` = ``"not published"``."""
     import pandas as pd
 
@@ -994,7 +995,7 @@ def ablation_provenance(records: dict[str, str | Path]):
             rows.append({"sweep": label, "command": "not published"})
             continue
         rows.append({"sweep": label, **{k: p.get(k) for k in ("command", "commit", "date", "machine", "runs_done",
-                                                             "seconds_per_run_mean", "note")}})
+                                                             "runs_failed", "seconds_per_run_mean", "note")}})
     return pd.DataFrame(rows)
 
 

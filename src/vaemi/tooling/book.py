@@ -191,6 +191,10 @@ def execution_key(root: Path, nb: Path, params: dict[str, Any], results: Path) -
     req = root / "requirements.txt"
     if req.exists():
         h.update(req.read_bytes())
+    for f in sorted((root / "sweeps" / "results").rglob("*")):  # a re-published sweep re-runs the chapters
+        if f.is_file():
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
     if nb.stem == SCORECARD:
         for f in sorted(results.glob("*.json")):
             d = json.loads(f.read_text())
@@ -255,6 +259,9 @@ def _copy_sources(root: Path, staging: Path) -> None:
     vendor_mathjax(staging / "_vendor")  # not _static: jupyter-book would add every .js there to every page
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy2(root / name, staging / name)
+    records = root / "sweeps" / "results"  # the published sweeps that the "why the numbers differ" sections read
+    if records.is_dir():
+        shutil.copytree(records, staging / "sweeps" / "results", dirs_exist_ok=True)
     for f in (root / "book").rglob("*"):
         if f.is_file() and f.suffix != ".ipynb" and ".ipynb_checkpoints" not in f.parts:
             dst = staging / f.relative_to(root)

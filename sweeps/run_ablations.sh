@@ -36,6 +36,9 @@ case $which in
     # the two factors that helped (annealed temperature, a longer schedule) together, with either network
     sweep vmim-best      $nb $base -p temperature=1.0 -p temperature_min=0.5 -p anneal_rate=0.0003 -p epochs=16 \
                          --grid arch=mlp,conv --grid seed=0..3
+    # its conv half again, alone (in the first run of vmim-best the GPU time ran out before the conv runs finished)
+    sweep vmim-best-conv $nb $base -p temperature=1.0 -p temperature_min=0.5 -p anneal_rate=0.0003 -p epochs=16 \
+                         -p arch=conv --grid seed=0..3
     ;;
   infovae)
     nb=sweeps/infovae_exp2.ipynb; base="-f profiles/ablation/infovae_exp2.yaml"

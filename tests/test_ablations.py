@@ -25,9 +25,9 @@ def _run(tmp_path, monkeypatch, stem: str, **overrides):
     return {k: e.get("value") for k, e in json.loads(files[0].read_text())["entries"].items()}
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_clustering_ablation_records_what_the_chapter_reads(tmp_path, monkeypatch, arch):
-    v = _run(tmp_path, monkeypatch, "vmim_clustering", arch=arch, anneal_rate=0.001, temperature=1.0, temperature_min=0.5)
+def test_clustering_ablation_records_what_the_chapter_reads(tmp_path, monkeypatch):
+    # the conv networks and the annealed temperature: the MLP path is the chapter's own (tested by its smoke runs)
+    v = _run(tmp_path, monkeypatch, "vmim_clustering", arch="conv", anneal_rate=0.001, temperature=1.0, temperature_min=0.5)
     for key in ("acc_hungarian", "acc_majority", "I_q", "kl_c", "used_categories", "elbo", "minutes"):
         assert isinstance(v.get(key), (int, float)) and math.isfinite(v[key]), key
     assert 0.0 <= v["acc_hungarian"] <= 1.0 and 1 <= v["used_categories"] <= 10

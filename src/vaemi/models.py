@@ -22,9 +22,12 @@ from .distributions import gaussian_log_prob, kl_categorical_uniform, kl_normal_
 
 __all__ = [
     "GaussianPart", "CategoricalPart", "LatentSpace", "BernoulliLikelihood", "GaussianLikelihood",
-    "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "VAEOutput", "build_vae", "model_device",
+    "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ResidualBlock", "VAE", "VAEOutput", "build_vae", "model_device",
     "part_names",
 ]
+
+#: Floor of the running-minimum decoder variance (a batch reconstructed exactly must not give log 0).
+_MIN_VARIANCE = 1e-6
 
 _ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
@@ -281,22 +284,31 @@ class GaussianLikelihood(nn.Module):
         Learn one scalar :math:`\\log s^2` (as in the two-stage VAE's :math:`\\gamma`).
     mean_activation : {"sigmoid", "identity"}
         Squash :math:`f(z)` into [0, 1] for images, or leave it free.
+    running_min : bool
+        Asperti & Trentin's rule for :math:`\gamma=s^2`: at every training step (module in training mode,
+        gradients on) set :math:`s^2 \leftarrow \min(s^2, \mathrm{MSE}_\text{batch})`, the per-element mean
+        squared error of the batch (not a gradient step; ``variance`` is the starting value).
     """
 
     name = "gaussian"
 
-    def __init__(self, variance: float = 1.0, learn_variance: bool = False, mean_activation: str = "sigmoid"):
+    def __init__(self, variance: float = 1.0, learn_variance: bool = False, mean_activation: str = "sigmoid",
+                 running_min: bool = False):
         super().__init__()
         if not variance > 0:
             raise ValueError(f"decoder variance s^2 must be > 0, got {variance}")
         if mean_activation not in ("sigmoid", "identity"):
             raise ValueError(f"mean_activation must be 'sigmoid' or 'identity', got {mean_activation!r}")
+        if learn_variance and running_min:
+            raise ValueError("choose one rule for the decoder variance: learn_variance (a trained parameter, "
+                             "Dai & Wipf) or running_min (the running minimum of the batch MSE, Asperti & Trentin)")
         logvar = torch.tensor(math.log(variance))
         if learn_variance:
             self.logvar = nn.Parameter(logvar)
         else:
             self.register_buffer("logvar", logvar)
         self.mean_activation = mean_activation
+        self.running_min = bool(running_min)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -306,7 +318,11 @@ class GaussianLikelihood(nn.Module):
         return torch.sigmoid(out) if self.mean_activation == "sigmoid" else out
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return gaussian_log_prob(x, self.mean(out), self.variance).flatten(1).sum(1)
+        mean = self.mean(out)
+        if self.running_min and self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                self.logvar.copy_(torch.minimum(self.logvar, (x - mean).pow(2).mean().clamp_min(_MIN_VARIANCE).log()))
+        return gaussian_log_prob(x, mean, self.variance).flatten(1).sum(1)
 
     def sample(self, out: torch.Tensor) -> torch.Tensor:
         m = self.mean(out)
@@ -348,16 +364,33 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(-1, *self.out_shape)
 
 
+class ResidualBlock(nn.Module):
+    r""":math:`x + \mathrm{conv}_{3\times3}(a(\mathrm{conv}_{3\times3}(a(x))))`, shape-preserving (He et al. 2016)."""
+
+    def __init__(self, channels: int, activation: str = "relu"):
+        super().__init__()
+        self.body = nn.Sequential(_activation(activation), nn.Conv2d(channels, channels, 3, padding=1),
+                                  _activation(activation), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class ConvEncoder(nn.Module):
-    """Small conv encoder for 28x28 or 32x32 images: strided 4x4 convs, then a linear head."""
+    """Small conv encoder for 28x28 or 32x32 images: strided 4x4 convs, then a linear head.
+
+    ``residual=True`` follows each strided conv with a :class:`ResidualBlock` (the "ResNet-like" nets of the
+    variance-loss chapter)."""
 
     def __init__(self, in_shape: Sequence[int], out_dim: int, channels: Sequence[int] = (32, 64),
-                 hidden: int = 256, activation: str = "relu"):
+                 hidden: int = 256, activation: str = "relu", residual: bool = False):
         super().__init__()
         c, h, w = in_shape
         layers: list[nn.Module] = []
         for ch in channels:
             layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), _activation(activation)]
+            if residual:
+                layers.append(ResidualBlock(ch, activation))
             c, h, w = ch, h // 2, w // 2
         self.conv = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), _activation(activation),
@@ -368,10 +401,11 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder` with transposed convolutions."""
+    """Mirror of :class:`ConvEncoder` with transposed convolutions (``residual``: a :class:`ResidualBlock`
+    before each of them)."""
 
     def __init__(self, z_dim: int, out_shape: Sequence[int], channels: Sequence[int] = (64, 32),
-                 hidden: int = 256, activation: str = "relu"):
+                 hidden: int = 256, activation: str = "relu", residual: bool = False):
         super().__init__()
         c_out, h, w = out_shape
         n_up = len(channels)
@@ -383,6 +417,8 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         chans = [*channels, c_out]
         for i, (a, b) in enumerate(zip(chans, chans[1:])):
+            if residual:
+                layers.append(ResidualBlock(a, activation))
             layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
             if i < len(chans) - 2:
                 layers.append(_activation(activation))
@@ -453,7 +489,8 @@ class VAE(nn.Module):
 def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: str = "mlp",
               hidden: Sequence[int] = (500, 500), activation: str = "softplus",
               likelihood: str = "bernoulli", variance: float = 1.0, learn_variance: bool = False,
-              mean_activation: str = "sigmoid") -> VAE:
+              mean_activation: str = "sigmoid", running_min: bool = False,
+              channels: Sequence[int] | None = None) -> VAE:
     """Build a VAE from a few choices.
 
     Parameters
@@ -461,11 +498,15 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     image_shape : (C, H, W)
     latent : LatentSpace or int
         An int ``d`` means one Gaussian part ``z`` of size ``d``.
-    arch : {"mlp", "conv"}
+    arch : {"mlp", "conv", "resnet"}
+        ``"resnet"``: the conv nets with a residual block at every resolution.
     hidden : sizes of the MLP's hidden layers (``arch="mlp"``)
     activation : name of the nonlinearity
     likelihood : {"bernoulli", "gaussian"}
-    variance, learn_variance : Gaussian decoder's :math:`s^2` and whether it is learned
+    variance, learn_variance : Gaussian decoder's :math:`s^2` and whether it is a trained parameter
+    running_min : Gaussian decoder's :math:`s^2` set to the running minimum of the batch MSE
+        (see :class:`GaussianLikelihood`)
+    channels : conv channels of the encoder, coarsest last (the decoder mirrors them); default (32, 64)
     mean_activation : {"sigmoid", "identity"}
         Gaussian decoder's mean: squashed into [0, 1] (images) or free (e.g. a second-stage VAE on codes).
     """
@@ -474,15 +515,18 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     if arch == "mlp":
         enc = MLPEncoder(image_shape, latent.n_params, hidden, activation)
         dec = MLPDecoder(latent.size, image_shape, hidden, activation)
-    elif arch == "conv":
-        enc = ConvEncoder(image_shape, latent.n_params, activation=activation)
-        dec = ConvDecoder(latent.size, image_shape, activation=activation)
+    elif arch in ("conv", "resnet"):
+        chans = tuple(channels) if channels is not None else (32, 64)
+        if not chans or min(chans) < 1:
+            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels}")
+        enc = ConvEncoder(image_shape, latent.n_params, chans, activation=activation, residual=arch == "resnet")
+        dec = ConvDecoder(latent.size, image_shape, chans[::-1], activation=activation, residual=arch == "resnet")
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose 'mlp' or 'conv'")
+        raise ValueError(f"unknown arch {arch!r}; choose 'mlp', 'conv' or 'resnet'")
     if likelihood == "bernoulli":
         lik: nn.Module = BernoulliLikelihood()
     elif likelihood == "gaussian":
-        lik = GaussianLikelihood(variance, learn_variance, mean_activation)
+        lik = GaussianLikelihood(variance, learn_variance, mean_activation, running_min)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}; choose 'bernoulli' or 'gaussian'")
     return VAE(enc, dec, latent, lik)

@@ -333,9 +333,7 @@ def _given_weights(weights_path: str | Path | None) -> Path | None:
 
 
 def _has_torch_fidelity() -> bool:
-    try:
-        import torch_fidelity  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch_fidelity") is None:  # optional: only Inception features need it
         return False
     return True
 

@@ -57,3 +57,22 @@ def test_category_sweep_figure_one_axes_per_model(tiny_images):
     acc = dict(mapping={0: 2, 1: 0}, hungarian=0.5)
     fig = category_sweep_figure({"one": m, "two": m}, {"one": acc, "two": acc}, tiny_images[:2], 3, "t")
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("one: acc 50%")
+
+
+def test_variance_loss_chapter_figures():
+    from vaemi import plotting, variance
+
+    cloud = np.random.default_rng(0).normal(size=(30, 2)) @ np.array([[2.0, 0.5], [0.0, 0.5]])
+    table = variance.pca_table(np.random.default_rng(1).normal(size=(50, 6)), [1, 3])
+    fig = plotting.pca_figure(cloud, variance.pca_reconstruction(cloud, 1), table, {"k": 3, "mse": 0.5})
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 3
+    fig = plotting.signal_figure(np.arange(10.0), np.full(10, 4.5), "smoothed", "t")
+    assert [l.get_label() for l in fig.axes[0].lines][:2] == ["signal", "smoothed"]
+    rows = pd.DataFrame(dict(dataset=["a", "b"], arch=["mlp", "conv"], mse=[0.1, 0.2], vl_rec=[0.1, 0.3], vl_gen=[0.2, 0.4]))
+    fig = plotting.mse_vs_variance_loss(rows, "a")
+    assert [len(ax.collections) for ax in fig.axes] == [2, 2]
+    fig = plotting.code_scatter(torch.randn(50, 4), torch.randn(50, 4), [2, 0])
+    assert "dims 2, 0" in fig.axes[0].get_title()
+    fig = plotting.image_rows([torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)], ["one", "two"])
+    assert [ax.get_title() for ax in fig.axes] == ["one", "two"]
+    plt.close("all")

@@ -1,14 +1,10 @@
-"""The variance-loss chapter's machinery: vaemi.variance, vaemi.twostage, vaemi.fid and the γ rules of the decoder."""
-import math
-
+"""The variance-loss chapter's machinery: vaemi.variance, vaemi.twostage and the γ rules of the decoder (FID: test_fid.py)."""
 import numpy as np
 import pytest
 import torch
-from scipy import linalg
 
 import vaemi
-from vaemi import fid, twostage as ts, variance as vl
-from vaemi.data import ImageData
+from vaemi import twostage as ts, variance as vl
 from vaemi.models import GaussianLikelihood
 
 
@@ -163,78 +159,63 @@ def test_two_stage_variants_from_one_initialization_and_codes():
     assert torch.allclose(zn.std(0, unbiased=False), torch.ones(3), atol=1e-5)
 
 
-# ---------------------------------------------------------------------------------------------- FID
-class _Flatten(torch.nn.Module):
-    num_features = 2
-
-    def forward(self, x):
-        return x.flatten(1).double()
-
-
-def _vectors(mean, cov, n, seed):
-    g = np.random.default_rng(seed)
-    v = g.multivariate_normal(mean, cov, size=n)
-    return torch.as_tensor(v, dtype=torch.float64)
+# ------------------------------------------------------------------------------- the chapter's runs
+def _images(n, side=8, seed=0, split="train"):
+    g = torch.Generator().manual_seed(seed)
+    return vaemi.data.ImageData("mnist", split, torch.rand(n, 1, side, side, generator=g),
+                                torch.arange(n) % 10, "synthetic")
 
 
-def test_fid_gaussian_closed_form_and_self_distance():
-    """With identity features the FID is the Fréchet distance of the two samples' Gaussians."""
-    m1, c1 = np.array([0.3, 0.5]), np.array([[0.010, 0.004], [0.004, 0.020]])
-    m2, c2 = np.array([0.4, 0.45]), np.array([[0.015, 0.0], [0.0, 0.008]])
-    a, b = _vectors(m1, c1, 20000, 0), _vectors(m2, c2, 20000, 1)
-    imgs = lambda v: v.clamp(0, 1).float().view(-1, 1, 1, 2)
-    scorer = fid.FIDScorer(_Flatten(), imgs(a), label="test")
-    fa, fb = imgs(a).flatten(1).double().numpy(), imgs(b).flatten(1).double().numpy()
-    ma, ca, mb, cb = fa.mean(0), np.cov(fa.T), fb.mean(0), np.cov(fb.T)
-    exact = float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * linalg.sqrtm(ca @ cb).real))
-    assert scorer(imgs(b)) == pytest.approx(exact, rel=1e-5)
-    closed = float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * linalg.sqrtm(c1 @ c2).real))
-    assert scorer(imgs(b)) == pytest.approx(closed, rel=0.1)
-    assert abs(scorer(imgs(a))) < 1e-8
-    shifts = [scorer((imgs(a) + s).clamp(0, 1)) for s in (0.0, 0.02, 0.05, 0.1)]
-    assert all(u < v for u, v in zip(shifts, shifts[1:]))
+def test_pca_table_cases_and_smoothing_gaps():
+    x = np.random.default_rng(0).normal(size=(120, 9))
+    df = vl.pca_table(x, [1, 4, 9])
+    assert list(df.columns) == ["k", "mse", "variance_loss", "relative_gap"]
+    assert (df.relative_gap[:2] < 1e-10).all() and df.mse.iloc[-1] < 1e-20  # all components: nothing lost
+    assert df.mse.is_monotonic_decreasing
+    gaps = vl.case_gaps(60, seed=1)
+    assert {k: len(v) for k, v in gaps.items()} == {"a": 60, "b": 60, "c": 60}
+    assert gaps["a"].min() >= -1e-12 and np.abs(gaps["b"]).max() < 1e-12
+    assert np.array_equal(gaps["c"], vl.case_gaps(60, seed=1)["c"])  # reproducible
+    walk = vl.closed_random_walk(100, seed=3)
+    assert walk.shape == (100,) and walk[0] == pytest.approx(walk[-1])
+    assert vl.smoothing_gaps(40, seed=2).min() >= -1e-10
 
 
-def test_fid_bad_input_is_named():
-    scorer = fid.FIDScorer(_Flatten(), torch.rand(10, 1, 1, 2), label="t")
-    with pytest.raises(ValueError, match="shape"):
-        scorer(torch.rand(10, 1, 2, 1))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        scorer(torch.rand(10, 1, 1, 2) + 1)
-    bad = torch.rand(10, 1, 1, 2)
-    bad[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        scorer(bad)
-    with pytest.raises(ValueError, match="at least 2"):
-        scorer(torch.rand(1, 1, 1, 2))
-    with pytest.raises(ValueError, match="unknown FID features"):
-        fid.make_scorer("inceptoin", torch.rand(4, 1, 1, 2))
-
-
-def test_inception_unavailable_offline_says_what_to_provide(monkeypatch, tmp_path):
-    monkeypatch.setenv("VAEMI_OFFLINE", "1")
-    monkeypatch.delenv(fid.INCEPTION_WEIGHTS_ENV, raising=False)
-    assert not fid.inception_available()
-    with pytest.raises(fid.FIDUnavailable, match=fid.INCEPTION_WEIGHTS_ENV):
-        fid.make_scorer("inception", torch.rand(4, 3, 8, 8))
-    monkeypatch.setenv(fid.INCEPTION_WEIGHTS_ENV, str(tmp_path / "missing.pth"))
-    with pytest.raises(fid.FIDUnavailable, match="not"):
-        fid.make_scorer("inception", torch.rand(4, 3, 8, 8))
-
-
-def test_feature_classifier_trains_and_is_cached(monkeypatch, tmp_path):
+def test_fit_grid_and_encoder_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("VAEMI_CACHE", str(tmp_path))
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(2, (400,), generator=g)
-    x = torch.rand(400, 1, 8, 8, generator=g) * 0.3
-    x[y == 1, :, :4] += 0.6  # class 1: bright top half
-    train, test = ImageData("toy", "train", x[:300], y[:300], "synthetic"), ImageData("toy", "test", x[300:], y[300:], "synthetic")
-    net = fid.train_feature_classifier(train, test, epochs=10, batch_size=32, seed=0, progress=False)
-    assert net.test_accuracy > 0.9
-    assert len(list((tmp_path / "fid").glob("*.pt"))) == 1
-    again = fid.train_feature_classifier(train, test, epochs=10, batch_size=32, seed=0, progress=False)
-    assert again.test_accuracy == net.test_accuracy
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
-    scorer = fid.make_scorer("auto", test.x, classifier=net)
-    assert scorer.label == fid.CLASSIFIER_LABEL and abs(scorer(test.x)) < 1e-3
-    assert math.isfinite(scorer(train.x[:50]))
+    data = {"mnist": (_images(60), _images(30, seed=1, split="test"))}
+    models, table = vl.fit_grid(data, ["mlp", "conv"], latent_dim=3, gamma0=0.1, epochs=1, batch_size=20, lr=1e-3,
+                                hidden=[16], channels=[4])
+    assert set(models) == {("mnist", "mlp"), ("mnist", "conv")}
+    assert list(table.arch) == ["mlp", "conv"] and (table.vl_gen > -1).all() and (table.gamma > 0).all()
+    assert table.mse.iloc[0] == pytest.approx(vl.loss_stats(models[("mnist", "mlp")], data["mnist"][1])["mse"])
+    law, split = vl.encoder_checks(models, data, seed=0)
+    assert set(law.columns) >= {"dataset", "arch", "active", "dims", "max_abs_mean", "mean_abs_moment_dev"}
+    assert law.groupby("arch").dims.sum().tolist() == [3, 3]
+    assert (split.residual.abs() < 1e-9).all()
+    assert np.allclose(split.printed_line, split.rate - 2 * split.cross_entropy)
+
+
+def test_train_and_evaluate_pairs(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEMI_CACHE", str(tmp_path))
+    train, test = _images(60), _images(40, seed=1, split="test")
+    stages = ts.train_pairs(train, n_trainings=2, gamma_rules=["learned", "running_min"], latent_dim=3,
+                            stage1=dict(arch="mlp", hidden=[16], gamma0=0.2), stage1_epochs=1, stage2_epochs=1,
+                            stage2_hidden=[8], batch_size=20, lr=1e-3, seed=5)
+    assert set(stages) == {(r, t) for r in ["learned", "running_min"] for t in [0, 1]}
+    assert stages[("running_min", 0)][0].likelihood.running_min
+    # the rules of one training start from one initialization, trainings from different ones
+    assert not torch.equal(stages[("learned", 0)][0].encoder.net[0].weight, stages[("learned", 1)][0].encoder.net[0].weight)
+    fid_df, var_df = ts.evaluate_pairs(stages, lambda images: float(images.mean()), test, train, 20, seed=0)
+    assert len(fid_df) == 4 * len(ts.SAMPLE_KINDS) * 2 and set(fid_df.normalized) == {False, True}
+    assert set(var_df.kind) == {"Q(z)", *ts.SAMPLE_KINDS} and len(var_df) == 4 * (len(ts.SAMPLE_KINDS) + 1)
+    assert (var_df.code_variance > 0).all()
+
+
+def test_paired_difference_by_hand():
+    import pandas as pd
+
+    out = ts.paired_difference(pd.Series([1.0, 2.0, 6.0]), pd.Series([2.0, 2.0, 3.0]))
+    assert out == {"mean": pytest.approx(2 / 3), "se": pytest.approx(np.std([-1, 0, 3], ddof=1) / np.sqrt(3)),
+                   "below": 1, "of": 3}
+    assert ts.paired_difference(pd.Series([0.5, 0.7]), 1.0)["below"] == 2

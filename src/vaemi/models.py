@@ -274,14 +274,14 @@ class BernoulliLikelihood(nn.Module):
 
 
 class GaussianLikelihood(nn.Module):
-    """:math:`p(x\\mid z)=\\mathcal N(x\\mid f(z), s^2 I)` (eq. 26 of the basics chapter).
+    r""":math:`p(x\mid z)=\mathcal N(x\mid f(z), s^2 I)` (eq. 26 of the basics chapter).
 
     Parameters
     ----------
     variance : float
         :math:`s^2`; fixed unless ``learn_variance``.
     learn_variance : bool
-        Learn one scalar :math:`\\log s^2` (as in the two-stage VAE's :math:`\\gamma`).
+        Learn one scalar :math:`\log s^2` (as in the two-stage VAE's :math:`\gamma`).
     mean_activation : {"sigmoid", "identity"}
         Squash :math:`f(z)` into [0, 1] for images, or leave it free.
     running_min : bool

@@ -12,7 +12,8 @@ from torchvision.utils import make_grid
 from .models import VAE, model_device
 
 __all__ = ["set_style", "show_images", "plot_history", "plot_sweep", "influence_bars", "category_sweep_figure",
-           "latent_traversal_grid", "latent_manifold", "code_sweep", "ablation_bars"]
+           "latent_traversal_grid", "latent_manifold", "code_sweep", "ablation_bars", "pca_figure", "signal_figure",
+           "mse_vs_variance_loss", "code_scatter", "image_rows"]
 
 
 def set_style() -> None:
@@ -291,3 +292,82 @@ def ablation_bars(table, number: str, *, ax: plt.Axes | None = None, xlabel: str
               frameon=False)
     ax.figure.tight_layout()
     return ax.figure
+
+
+# ------------------------------------------------------------------------------- variance-loss chapter
+def pca_figure(cloud: np.ndarray, cloud_hat: np.ndarray, table, ae: dict | None = None) -> plt.Figure:
+    """Left: 2-D points, their first principal component and projections (Asperti's Fig. 2); right: MSE and
+    variance loss of PCA against the number of components (``table`` from :func:`vaemi.variance.pca_table`),
+    with ``ae`` = ``{"k", "mse"}`` of a linear autoencoder."""
+    from .variance import mse, variance_loss
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    direction = cloud_hat[-1] - cloud_hat[0]
+    direction = direction / np.linalg.norm(direction)
+    line = cloud.mean(0) + np.outer([-5, 5], direction)
+    ax.plot(*line.T, color="C2", lw=2, label="first principal component")
+    ax.plot(*np.stack([cloud, cloud_hat], 1).transpose(2, 1, 0), color="0.6", lw=0.8)
+    ax.scatter(*cloud.T, color="C3", s=18, zorder=3, label="data")
+    ax.scatter(*cloud_hat.T, color="C0", s=12, zorder=3, label="projections")
+    ax.set(aspect="equal", title=f"VL = {variance_loss(cloud, cloud_hat):.3f},  MSE = {mse(cloud, cloud_hat):.3f}")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.plot(table.k, table.mse, "o-", label="MSE")
+    ax.plot(table.k, table.variance_loss, "x--", ms=9, label="variance loss")
+    if ae is not None:
+        ax.plot([ae["k"]], [ae["mse"]], "s", color="C3", label=f"linear AE (k={ae['k']}), MSE")
+    ax.set(xscale="log", xlabel="principal components kept", ylabel="per-pixel value")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def signal_figure(signal: np.ndarray, smooth: np.ndarray, label: str, title: str) -> plt.Figure:
+    """A 1-D signal, its smoothed version and their common mean (Asperti's Fig. 3)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(signal, color="C0", lw=1, label="signal")
+    ax.plot(smooth, color="C2", lw=2, label=label)
+    ax.axhline(signal.mean(), color="k", lw=0.6, ls=":")
+    ax.set(xlabel="t", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+#: Asperti's Fig. 4 colours: blue dense, red ResNet-like, green conv (orange: the overfitting dense net).
+ARCH_COLORS = {"mlp": "C0", "resnet": "C3", "conv": "C2", "mlp (overfit)": "C1"}
+
+
+def mse_vs_variance_loss(table, first_dataset: str) -> plt.Figure:
+    """MSE of reconstructions against the variance loss of reconstructions and of generated images, one point
+    per model of ``table`` (columns ``dataset``, ``arch``, ``mse``, ``vl_rec``, ``vl_gen``), the diagonal dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, key, title in zip(axes, ["vl_rec", "vl_gen"], ["reconstructions", "generated images"]):
+        for (arch, ds), g in table.groupby(["arch", "dataset"]):
+            ax.scatter(g.mse, g[key], color=ARCH_COLORS.get(arch, "C7"), marker="o" if ds == first_dataset else "s",
+                       s=45, label=f"{arch}, {ds}")
+        lim = [0, 1.1 * float(max(table.mse.max(), table[key].max()))]
+        ax.plot(lim, lim, "k:", lw=0.8)
+        ax.set(xlim=lim, ylim=lim, xlabel="MSE of reconstructions", ylabel="variance loss", title=title, aspect="equal")
+    axes[1].legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def code_scatter(z_q: torch.Tensor, z_p: torch.Tensor, dims: Sequence[int], lim: float = 4.0) -> plt.Figure:
+    """Two dimensions of codes from the aggregate posterior beside the same of prior draws."""
+    i, j = dims
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    axes[0].scatter(z_q[:, i], z_q[:, j], s=3, alpha=0.5, color="C0")
+    axes[0].set(title=f"Q(z): dims {i}, {j} (most active)")
+    axes[1].scatter(z_p[:, i], z_p[:, j], s=3, alpha=0.5, color="C7")
+    axes[1].set(title="P(z) = N(0, I)")
+    for ax in axes:
+        ax.set(aspect="equal", xlim=(-lim, lim), ylim=(-lim, lim))
+    return fig
+
+
+def image_rows(rows: Sequence[torch.Tensor], titles: Sequence[str], height: float = 1.2) -> plt.Figure:
+    """One row of images per tensor of ``rows``, titled."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, height * len(rows)), squeeze=False)
+    for ax, imgs, title in zip(axes[:, 0], rows, titles):
+        show_images(imgs, nrow=len(imgs), ax=ax, title=title)
+    return fig

@@ -21,8 +21,8 @@ from .data import ImageData
 from .metrics import data_tensor
 from .models import VAE, GaussianLikelihood, build_vae, model_device
 
-__all__ = ["GAMMA_RULES", "build_first_stage", "with_gamma_rule", "build_second_stage", "stage1_codes", "sample_codes", "renormalize",
-           "decode", "SAMPLE_KINDS"]
+__all__ = ["GAMMA_RULES", "SAMPLE_KINDS", "build_first_stage", "with_gamma_rule", "build_second_stage", "stage1_codes",
+           "sample_codes", "renormalize", "decode", "train_pairs", "evaluate_pairs", "paired_difference"]
 
 #: How stage 1 learns its decoder variance γ.
 GAMMA_RULES = ("learned", "running_min")
@@ -114,3 +114,83 @@ def decode(stage1: VAE, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor
     stage1.eval()
     return torch.cat([stage1.likelihood.mean(stage1.decode(z[s:s + batch_size]))
                       for s in range(0, z.shape[0], batch_size)])
+
+
+def train_pairs(train: ImageData, *, n_trainings: int, gamma_rules: Sequence[str], latent_dim: int,
+                stage1: dict, stage1_epochs: int, stage2_epochs: int, stage2_hidden: Sequence[int],
+                batch_size: int, lr: float, seed: int = 0, results=None) -> dict:
+    """Train ``n_trainings`` independent pairs of stages per γ rule; the rules of one training share stage 1's
+    initialization and batches (:func:`vaemi.experiment.train_variants`).
+
+    Parameters
+    ----------
+    stage1 : dict
+        Keyword arguments of :func:`build_first_stage` besides the rule: ``arch``, ``hidden``, ``channels``,
+        ``gamma0``.
+    results : vaemi.tooling.results.Results, optional
+        Where to record each model's provenance.
+
+    Returns
+    -------
+    dict
+        ``(rule, training) -> (stage 1, stage 2)``; training ``r`` uses seed ``seed + r``.
+    """
+    from .experiment import fit, train_variants
+    from .losses import get_loss
+    from .training import seed_everything
+
+    elbo, gamma0 = get_loss("elbo"), stage1.get("gamma0", 1.0)
+    stages = {}
+    for r in range(n_trainings):
+        seed_everything(seed + r)
+        init = build_first_stage(train.image_shape, latent_dim, gamma_rule="learned", **stage1)
+        variants = {rule: (lambda m, rule=rule: (with_gamma_rule(m, rule, gamma0), elbo)) for rule in gamma_rules}
+        firsts = train_variants(init, variants, train, epochs=stage1_epochs, batch_size=batch_size, lr=lr,
+                                seed=seed + r, results=results, desc=f"stage 1 #{r}")
+        for rule, first in firsts.items():
+            codes = stage1_codes(first.model, train, sample=True, seed=seed + r)
+            seed_everything(seed + r)
+            second = fit(build_second_stage(latent_dim, stage2_hidden), elbo, codes, epochs=stage2_epochs,
+                         batch_size=batch_size, lr=lr, seed=seed + r, desc=f"stage 2 #{r} {rule}").model
+            stages[(rule, r)] = (first.model, second)
+    return stages
+
+
+def evaluate_pairs(stages: dict, scorer, test: ImageData, train: ImageData, n: int, seed: int = 0):
+    """FID (with ``scorer``) and variance loss of every image set of every pair, with and without
+    :func:`renormalize`, and the mean per-dimension variance of every set of codes (``REC``, ``GEN-1``, ``GEN-2``,
+    and ``Q(z)``: stage 2's training codes).
+
+    Returns
+    -------
+    fid_df : DataFrame
+        ``rule``, ``training``, ``kind``, ``normalized``, ``fid``, ``variance_loss``.
+    var_df : DataFrame
+        ``rule``, ``training``, ``kind``, ``code_variance``.
+    """
+    import pandas as pd
+
+    from .variance import variance_loss
+
+    real = data_tensor(test, "cpu")[:n]
+    fid_rows, var_rows = [], []
+    for (rule, r), (first, second) in stages.items():
+        z_q = stage1_codes(first, train, sample=True, seed=seed + r)
+        var_rows.append(dict(rule=rule, training=r, kind="Q(z)", code_variance=float(z_q.var(0, unbiased=False).mean())))
+        for kind in SAMPLE_KINDS:
+            z = sample_codes(first, kind, n, stage2=second, data=test, seed=seed + 100 + r)
+            var_rows.append(dict(rule=rule, training=r, kind=kind, code_variance=float(z.var(0, unbiased=False).mean())))
+            for norm in (False, True):
+                images = decode(first, renormalize(z) if norm else z)
+                fid_rows.append(dict(rule=rule, training=r, kind=kind, normalized=norm, fid=scorer(images),
+                                     variance_loss=variance_loss(real, images)))
+    return pd.DataFrame(fid_rows), pd.DataFrame(var_rows)
+
+
+def paired_difference(a, b) -> dict:
+    """Mean, standard error and sign count of the paired differences ``a - b`` (two aligned series)."""
+    import math
+
+    d = (a - b).astype(float)
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(len(d))), "below": int((d < 0).sum()),
+            "of": int(len(d))}

@@ -29,7 +29,8 @@ from .models import VAE, GaussianPart, model_device
 
 __all__ = ["variance_loss", "mse", "pca_reconstruction", "linear_autoencoder", "shrink_toward_mean",
            "permutation_average", "gaussian_smooth", "kl_rate_split", "kl_at_fixed_ratio", "variance_law",
-           "encode_gaussian", "loss_stats", "ACTIVE_KL"]
+           "encode_gaussian", "loss_stats", "ACTIVE_KL", "pca_table", "case_gaps", "closed_random_walk", "smoothing_gaps",
+           "fit_grid", "encoder_checks"]
 
 #: A latent dimension is *active* when its average KL to the prior exceeds this (nats), as in
 #: :func:`vaemi.metrics.active_units`.
@@ -303,3 +304,103 @@ def loss_stats(model: VAE, data: ImageData | torch.Tensor, *, n_generated: int |
     gen = model.generate(n_generated or x.shape[0], generator=g)
     return {"mse": mse(x, rec), "vl_rec": variance_loss(x, rec), "vl_gen": variance_loss(x, gen),
             "var_data": float(_flat(x).var(0).mean())}
+
+
+# ----------------------------------------------------------------------------------- the chapter's runs
+def pca_table(x, ks) -> pd.DataFrame:
+    """MSE and variance loss of :func:`pca_reconstruction` for each number of components in ``ks``, with
+    ``relative_gap`` = |VL - MSE| / MSE (zero up to round-off: §3 of the paper)."""
+    rows = []
+    for k in ks:
+        x_hat = pca_reconstruction(x, k)
+        rows.append(dict(k=int(k), mse=mse(x, x_hat), variance_loss=variance_loss(x, x_hat)))
+    df = pd.DataFrame(rows)
+    df["relative_gap"] = (df.variance_loss - df.mse).abs() / df.mse
+    return df
+
+
+def case_gaps(trials: int, seed: int = 0) -> dict[str, np.ndarray]:
+    r"""VL - MSE on ``trials`` random instances of each case of §3.1: ``"a"`` (:func:`shrink_toward_mean`),
+    ``"b"`` (one permutation), ``"c"`` (2-4 permutations, :func:`permutation_average`). Each instance is a random
+    :math:`n\times m` Gaussian matrix (:math:`3\le n<40`, :math:`1\le m<6`) with Gamma-distributed column scales."""
+    rng = np.random.default_rng(seed)
+    gaps: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    for _ in range(trials):
+        n, m = int(rng.integers(3, 40)), int(rng.integers(1, 6))
+        x = rng.normal(size=(n, m)) * rng.gamma(2.0, size=m)
+        made = {"a": shrink_toward_mean(x, rng.uniform(size=(n, m))),
+                "b": permutation_average(x, [rng.permutation(n)]),
+                "c": permutation_average(x, [rng.permutation(n) for _ in range(int(rng.integers(2, 5)))])}
+        for case, x_hat in made.items():
+            gaps[case].append(variance_loss(x, x_hat) - mse(x, x_hat))
+    return {k: np.array(v) for k, v in gaps.items()}
+
+
+def closed_random_walk(length: int, seed: int = 0) -> np.ndarray:
+    """A Gaussian random walk with its linear drift removed so that it closes on itself (for circular smoothing)."""
+    s = np.cumsum(np.random.default_rng(seed).normal(size=length))
+    return s - np.linspace(0, 1, length) * (s[-1] - s[0])
+
+
+def smoothing_gaps(trials: int, seed: int = 0) -> np.ndarray:
+    """VL - MSE of :func:`gaussian_smooth` on ``trials`` random heavy-tailed signals (Student t, 3 degrees of
+    freedom, 16-300 samples) and widths (0.2-20 samples): never negative (the Fourier argument of the chapter)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(trials):
+        s, w = rng.standard_t(3, size=int(rng.integers(16, 300))), rng.uniform(0.2, 20)
+        sm = gaussian_smooth(s, w)
+        out.append(s.var() - sm.var() - np.mean((s - sm) ** 2))
+    return np.array(out)
+
+
+def fit_grid(data: dict, archs, *, latent_dim: int, gamma0: float, epochs: int, batch_size: int, lr: float,
+             seed: int = 0, hidden=(500, 500), channels=None) -> tuple[dict, pd.DataFrame]:
+    """Fig. 4: one VAE with a learned decoder variance per dataset and architecture (through the model cache),
+    and its :func:`loss_stats` on the test set.
+
+    Parameters
+    ----------
+    data : dict
+        ``name -> (train, test)``.
+    archs : sequence of {"mlp", "conv", "resnet"}
+
+    Returns
+    -------
+    models : dict
+        ``(dataset, arch) -> VAE``.
+    table : DataFrame
+        One row per model: ``dataset``, ``arch``, ``mse``, ``vl_rec``, ``vl_gen``, ``var_data``, ``gamma``.
+    """
+    from .experiment import fit
+    from .losses import get_loss
+    from .training import seed_everything
+    from .twostage import build_first_stage
+
+    models, rows = {}, []
+    for name, (train, test) in data.items():
+        for arch in archs:
+            seed_everything(seed)
+            init = build_first_stage(train.image_shape, latent_dim, gamma_rule="learned", arch=arch, hidden=hidden,
+                                     channels=channels, gamma0=gamma0)
+            m = fit(init, get_loss("elbo"), train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    desc=f"{name} {arch}").model
+            models[(name, arch)] = m
+            rows.append(dict(dataset=name, arch=arch, **loss_stats(m, test, seed=seed), gamma=float(m.likelihood.variance.detach())))
+    return models, pd.DataFrame(rows)
+
+
+def encoder_checks(models: dict, data: dict, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The variance law (:func:`variance_law`, summarized per model for active and inactive dimensions) and eq. 1
+    (:func:`kl_rate_split`, with ``printed_line`` = the paper's middle lines as printed: rate - 2 H(Q, P)) for every
+    ``(dataset, arch) -> model`` of ``models`` on ``data[dataset][1]`` (the test set)."""
+    law_rows, split_rows = [], []
+    for (name, arch), m in models.items():
+        test = data[name][1]
+        for active, g in variance_law(m, test).groupby("active"):
+            dev = (g.moment - 1).abs()
+            law_rows.append(dict(dataset=name, arch=arch, active=active, dims=len(g), max_abs_mean=float(g.mean_mu.abs().max()),
+                                 mean_abs_moment_dev=float(dev.mean()), max_abs_moment_dev=float(dev.max())))
+        split = kl_rate_split(m, test, seed=seed)
+        split_rows.append(dict(dataset=name, arch=arch, **split, printed_line=split["rate"] - 2 * split["cross_entropy"]))
+    return pd.DataFrame(law_rows), pd.DataFrame(split_rows)

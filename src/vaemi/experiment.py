@@ -60,7 +60,8 @@ def _images(data: ImageData | torch.Tensor) -> torch.Tensor:
 def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: int, batch_size: int = 100,
         lr: float = 1e-3, seed: int = 0, device: str | torch.device | None = None,
         eval_fn: Callable[[VAE, int], dict[str, float]] | None = None, aux_lr: float | None = None,
-        use_cache: bool = True, desc: str = "train", progress: bool = True) -> Trained:
+        use_cache: bool = True, desc: str = "train", progress: bool = True,
+        betas: tuple[float, float] = (0.9, 0.999)) -> Trained:
     """Train ``model`` with ``loss`` through the model cache; see :func:`vaemi.training.train`.
 
     The key covers the model (architecture, settings and its weights *now*, i.e. the
@@ -79,11 +80,12 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
     t0 = time.perf_counter()
     if root is None:
         h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                  eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress)
+                  eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas)
         return Trained(model, loss, h, "trained", None, time.perf_counter() - t0)
     x = _images(data)
     key = cache.training_key(model, loss, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             aux_lr=aux_lr, device=device.type)
+                             aux_lr=aux_lr, device=device.type,
+                             **({} if tuple(betas) == (0.9, 0.999) else {"betas": list(betas)}))  # old keys stay valid
     try:
         state = cache.load(root, key, model, aux, device)
     except FileNotFoundError:
@@ -98,7 +100,7 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
         return Trained(model, loss, History(state["history"]), "loaded", key, time.perf_counter() - t0)
     partial = cache.check_partial(root, key)
     h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-              eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress,
+              eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas,
               checkpoint=cache.partial_path(root, key), resume=partial is not None)
     steps = epochs * ((x.shape[0] + batch_size - 1) // batch_size)
     cache.store(root, key, model, aux, h.records, steps)

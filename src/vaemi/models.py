@@ -13,17 +13,18 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import distributions as D
 
-from .distributions import gaussian_log_prob, kl_categorical_uniform, kl_normal_std_normal, std_normal_entropy
+from .distributions import gaussian_log_prob, kl_categorical_uniform, kl_normal_std_normal
 
 __all__ = [
     "GaussianPart", "CategoricalPart", "LatentSpace", "BernoulliLikelihood", "GaussianLikelihood",
     "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ResidualBlock", "VAE", "VAEOutput", "build_vae", "model_device",
-    "part_names",
+    "part_names", "DeterministicPart", "DCGANEncoder", "DCGANDecoder", "dcgan_decoder_channels",
 ]
 
 #: Floor of the running-minimum decoder variance (a batch reconstructed exactly must not give log 0).
@@ -74,17 +75,61 @@ def part_names(part: str | Sequence[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- latents
-class GaussianPart:
+class _ContinuousPrior:
+    r"""The prior of a continuous latent part: ``"normal"`` :math:`\mathcal N(0, I)` or ``"logistic"`` (mean 0,
+    unit variance per dimension, :mod:`vaemi.priors`)."""
+
+    prior = "normal"
+
+    def _set_prior(self, prior: str) -> None:
+        from .priors import PRIORS
+
+        if prior not in PRIORS:
+            raise ValueError(f"latent part {self.name!r}: unknown prior {prior!r}; choose one of {list(PRIORS)}")
+        self.prior = prior
+
+    def sample_prior(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the prior (from ``generator`` when given)."""
+        if self.prior == "normal":
+            return torch.randn(n, self.size, device=device, generator=generator)
+        from .priors import logistic_from_uniform
+
+        return logistic_from_uniform(torch.rand(n, self.size, device=device, generator=generator))
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(z)` per dimension, shape of ``z``."""
+        if self.prior == "normal":
+            return -0.5 * (z.pow(2) + math.log(2 * math.pi))
+        from .priors import LOGISTIC_UNIT_SCALE as s
+
+        t = z / s
+        return -t - math.log(s) - 2 * F.softplus(-t)
+
+    def prior_entropy(self) -> float:
+        """Differential entropy of the prior (nats), :func:`vaemi.priors.prior_entropy`."""
+        from .priors import prior_entropy
+
+        return prior_entropy(self.prior, self.size)
+
+
+#: Gauss-Hermite nodes and weights (64 points) for :math:`\mathbb E_{\mathcal N(\mu,\sigma^2)}[f(z)]`.
+_GH_NODES, _GH_WEIGHTS = (torch.from_numpy(a) for a in np.polynomial.hermite.hermgauss(64))
+
+
+class GaussianPart(_ContinuousPrior):
     r"""A block of ``size`` Gaussian latents, :math:`q(z\mid x)=\mathcal N(\mu, \mathrm{diag}\,\sigma^2)`,
-    prior :math:`\mathcal N(0, I)`. Encoder parameters: ``[mu, logvar]`` (``2 * size`` numbers)."""
+    prior ``prior`` (:math:`\mathcal N(0, I)` by default; ``"logistic"``: the unit-variance Logistic of
+    :mod:`vaemi.priors`, KL by 64-point Gauss-Hermite quadrature per dimension). Encoder parameters:
+    ``[mu, logvar]`` (``2 * size`` numbers)."""
 
     kind = "gaussian"
 
-    def __init__(self, size: int, name: str = "z"):
+    def __init__(self, size: int, name: str = "z", prior: str = "normal"):
         if size < 1:
             raise ValueError(f"latent part {name!r} needs size >= 1, got {size}")
         self.size, self.name = int(size), name
         self.n_params = 2 * self.size
+        self._set_prior(prior)
 
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = params.chunk(2, dim=-1)
@@ -111,20 +156,53 @@ class GaussianPart:
         """Gaussian parts have no schedule."""
 
     def kl(self, params: torch.Tensor) -> torch.Tensor:
-        """Per-dimension KL to the prior, shape ``(batch, size)`` (closed form)."""
-        return kl_normal_std_normal(*self.split(params))
-
-    def sample_prior(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.size, device=device, generator=generator)
+        """Per-dimension KL to the prior, shape ``(batch, size)``: closed form for the Normal prior;
+        :math:`-h(\\mathcal N(\\mu,\\sigma^2)) - \\mathbb E_{\\mathcal N(\\mu,\\sigma^2)}\\log p(z)` by Gauss-Hermite
+        quadrature for the Logistic."""
+        mu, logvar = self.split(params)
+        if self.prior == "normal":
+            return kl_normal_std_normal(mu, logvar)
+        nodes, weights = (a.to(mu) for a in (_GH_NODES, _GH_WEIGHTS))
+        z = mu.unsqueeze(-1) + math.sqrt(2.0) * (0.5 * logvar).exp().unsqueeze(-1) * nodes
+        cross = -(self.prior_log_prob(z) * weights).sum(-1) / math.sqrt(math.pi)
+        return cross - 0.5 * (math.log(2 * math.pi * math.e) + logvar)
 
     def log_prob(self, params: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """:math:`\\log q(z\\mid x)` summed over the part's dimensions."""
         mu, logvar = self.split(params)
         return gaussian_log_prob(z, mu, logvar.exp()).sum(-1)
 
-    def prior_entropy(self) -> float:
-        """:math:`H(p(z)) = \\tfrac d2\\log(2\\pi e)`."""
-        return std_normal_entropy(self.size)
+
+class DeterministicPart(_ContinuousPrior):
+    r"""A deterministic code of ``size`` numbers, :math:`z=f(x)` (the encoders of WAE and VIMAE), with a prior
+    for generation and for the MMD penalty. Encoder parameters: the code itself (``size`` numbers).
+
+    Such a code has no density given :math:`x`, so it has no KL to the prior: :meth:`kl` raises; the VIMAE
+    chapter measures a rate through input noise instead (:func:`vaemi.vimae.noise_channel_rate`)."""
+
+    kind = "deterministic"
+
+    def __init__(self, size: int, name: str = "z", prior: str = "normal"):
+        if size < 1:
+            raise ValueError(f"latent part {name!r} needs size >= 1, got {size}")
+        self.size, self.name, self.n_params = int(size), name, int(size)
+        self._set_prior(prior)
+
+    def rsample(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return params
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+    def set_step(self, step: int) -> None:
+        """No schedule."""
+
+    def kl(self, params: torch.Tensor) -> torch.Tensor:
+        raise ValueError(f"latent part {self.name!r} is deterministic: it has no KL to the prior (use an objective "
+                         "without one, e.g. 'vimae', and vaemi.vimae.noise_channel_rate for a rate)")
 
 
 class CategoricalPart:
@@ -203,7 +281,7 @@ class CategoricalPart:
 class LatentSpace:
     """An ordered collection of latent parts; the code is the concatenation of their samples."""
 
-    def __init__(self, parts: Sequence[GaussianPart | CategoricalPart]):
+    def __init__(self, parts: Sequence[GaussianPart | CategoricalPart | DeterministicPart]):
         names = [p.name for p in parts]
         if len(set(names)) != len(names):
             raise ValueError(f"latent part names must be unique, got {names}")
@@ -428,6 +506,76 @@ class ConvDecoder(nn.Module):
         return self.deconv(self.head(z).view(-1, *self.start))
 
 
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding (before, after) of one axis: output ``ceil(size / stride)``."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class DCGANEncoder(nn.Module):
+    """The WAE / VIMAE encoder (Tolstikhin et al. 2017, appendix of the VIMAE paper): stride-2 ``kernel``x``kernel``
+    convolutions with "SAME" padding, each followed by batch norm and ReLU, then a linear map to the code
+    parameters. The paper's MNIST net has ``channels=(128, 256, 512, 1024)`` and 4x4 kernels (28 -> 14 -> 7 -> 4 -> 2);
+    scale ``channels`` down for a CPU."""
+
+    def __init__(self, in_shape: Sequence[int], out_dim: int, channels: Sequence[int] = (128, 256, 512, 1024),
+                 kernel: int = 4):
+        super().__init__()
+        c, h, w = in_shape
+        layers: list[nn.Module] = []
+        for ch in channels:
+            (t, b), (l, r) = _same_pad(h, kernel, 2), _same_pad(w, kernel, 2)
+            layers += [nn.ZeroPad2d((l, r, t, b)), nn.Conv2d(c, ch, kernel, stride=2, bias=False),
+                       nn.BatchNorm2d(ch), nn.ReLU()]
+            c, h, w = ch, -(-h // 2), -(-w // 2)
+        self.conv = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))
+
+
+class DCGANDecoder(nn.Module):
+    """The WAE / VIMAE decoder: a linear map to a ``s x s x channels[0]`` map, fractionally strided (transposed,
+    stride 2) ``kernel``x``kernel`` convolutions with batch norm and ReLU through ``channels[1:]``, and a last
+    stride-1 convolution to the image channels. ``s`` = image side / 2**(len(channels) - 1): the paper's MNIST
+    decoder ``channels=(1024, 512, 256)`` starts at 7x7, its CelebA one ``(1024, 512, 256, 128)`` at 8x8."""
+
+    def __init__(self, z_dim: int, out_shape: Sequence[int], channels: Sequence[int] = (1024, 512, 256),
+                 kernel: int = 4):
+        super().__init__()
+        c_out, h, w = out_shape
+        n_up = len(channels) - 1
+        if h % 2 ** n_up or w % 2 ** n_up:
+            raise ValueError(f"image size {h}x{w} must be divisible by 2**{n_up} (decoder channels {tuple(channels)})")
+        self.start = (channels[0], h // 2 ** n_up, w // 2 ** n_up)
+        self.head = nn.Sequential(nn.Linear(z_dim, math.prod(self.start)), nn.ReLU())
+        layers: list[nn.Module] = []
+        for a, b in zip(channels, channels[1:]):
+            layers += [nn.ConvTranspose2d(a, b, kernel, stride=2, padding=(kernel - 2) // 2, bias=False),
+                       nn.BatchNorm2d(b), nn.ReLU()]
+        before, after = _same_pad(h, kernel, 1)
+        layers += [nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(channels[-1], c_out, kernel)]
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.head(z).view(-1, *self.start))
+
+
+def dcgan_decoder_channels(channels: Sequence[int], side: int) -> tuple[int, ...]:
+    """The decoder channels that mirror encoder ``channels`` for images of ``side`` pixels: the encoder's in
+    reverse, one per resolution from the largest side <= 8 reached by halving (28: 7, 32: 8, 64: 8) up to
+    ``side``; e.g. ``(128, 256, 512, 1024)`` gives ``(1024, 512, 256)`` at 28 and ``(1024, 512, 256, 128)`` at 64."""
+    n_up = 0
+    while side % 2 == 0 and side > 8:
+        side //= 2
+        n_up += 1
+    if n_up + 1 > len(channels):
+        raise ValueError(f"channels {tuple(channels)}: {n_up + 1} decoder stages are needed for this image size")
+    return tuple(channels[::-1][:n_up + 1])
+
+
 # ------------------------------------------------------------------------------------------- VAE
 @dataclass
 class VAEOutput:
@@ -498,8 +646,9 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     image_shape : (C, H, W)
     latent : LatentSpace or int
         An int ``d`` means one Gaussian part ``z`` of size ``d``.
-    arch : {"mlp", "conv", "resnet"}
-        ``"resnet"``: the conv nets with a residual block at every resolution.
+    arch : {"mlp", "conv", "resnet", "dcgan"}
+        ``"resnet"``: the conv nets with a residual block at every resolution; ``"dcgan"``: the WAE / VIMAE nets
+        (:class:`DCGANEncoder`, :class:`DCGANDecoder`; ``channels`` default (128, 256, 512, 1024)).
     hidden : sizes of the MLP's hidden layers (``arch="mlp"``)
     activation : name of the nonlinearity
     likelihood : {"bernoulli", "gaussian"}
@@ -515,6 +664,12 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
     if arch == "mlp":
         enc = MLPEncoder(image_shape, latent.n_params, hidden, activation)
         dec = MLPDecoder(latent.size, image_shape, hidden, activation)
+    elif arch == "dcgan":
+        chans = tuple(channels) if channels is not None else (128, 256, 512, 1024)
+        if not chans or min(chans) < 1:
+            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels}")
+        enc = DCGANEncoder(image_shape, latent.n_params, chans)
+        dec = DCGANDecoder(latent.size, image_shape, dcgan_decoder_channels(chans, image_shape[1]))
     elif arch in ("conv", "resnet"):
         chans = tuple(channels) if channels is not None else (32, 64)
         if not chans or min(chans) < 1:
@@ -522,7 +677,7 @@ def build_vae(image_shape: Sequence[int], latent: LatentSpace | int, *, arch: st
         enc = ConvEncoder(image_shape, latent.n_params, chans, activation=activation, residual=arch == "resnet")
         dec = ConvDecoder(latent.size, image_shape, chans[::-1], activation=activation, residual=arch == "resnet")
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose 'mlp', 'conv' or 'resnet'")
+        raise ValueError(f"unknown arch {arch!r}; choose 'mlp', 'conv', 'resnet' or 'dcgan'")
     if likelihood == "bernoulli":
         lik: nn.Module = BernoulliLikelihood()
     elif likelihood == "gaussian":

@@ -13,7 +13,7 @@ from .models import VAE, model_device
 
 __all__ = ["set_style", "show_images", "plot_history", "plot_sweep", "influence_bars", "category_sweep_figure",
            "latent_traversal_grid", "latent_manifold", "code_sweep", "ablation_bars", "pca_figure", "signal_figure",
-           "mse_vs_variance_loss", "code_scatter", "image_rows"]
+           "mse_vs_variance_loss", "code_scatter", "image_rows", "code_panels"]
 
 
 def set_style() -> None:
@@ -370,4 +370,19 @@ def image_rows(rows: Sequence[torch.Tensor], titles: Sequence[str], height: floa
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, height * len(rows)), squeeze=False)
     for ax, imgs, title in zip(axes[:, 0], rows, titles):
         show_images(imgs, nrow=len(imgs), ax=ax, title=title)
+    return fig
+
+
+# ------------------------------------------------------------------------------------- VIMAE chapter
+def code_panels(codes: dict, prior_draws: dict, *, labels=None, titles: dict | None = None, lim: float = 4.0) -> plt.Figure:
+    """One panel per model: 2-D codes of test images (coloured by ``labels``) over draws of the model's prior
+    (grey), as the VIMAE paper's Fig. 1."""
+    fig, axes = plt.subplots(1, len(codes), figsize=(3.1 * len(codes), 3.4), sharex=True, sharey=True, squeeze=False)
+    for ax, (name, z) in zip(axes[0], codes.items()):
+        zp = prior_draws[name]
+        ax.scatter(zp[:, 0], zp[:, 1], s=2, color="0.75", alpha=0.5, rasterized=True)
+        ax.scatter(z[:, 0], z[:, 1], s=2, c=None if labels is None else labels, cmap="tab10", alpha=0.6, rasterized=True)
+        ax.set(title=(titles or {}).get(name, name), aspect="equal", xlim=(-lim, lim), ylim=(-lim, lim))
+        ax.title.set_fontsize(9)
+    fig.tight_layout()
     return fig

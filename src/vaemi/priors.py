@@ -34,7 +34,7 @@ import torch
 from torch import distributions as D
 
 __all__ = ["LOGISTIC_UNIT_SCALE", "PRIORS", "standard_normal", "unit_logistic", "make_prior", "prior_entropy",
-           "entropy_mc"]
+           "entropy_mc", "logistic_from_uniform"]
 
 #: Scale :math:`s=\sqrt3/\pi` of the Logistic with unit variance (variance :math:`s^2\pi^2/3`).
 LOGISTIC_UNIT_SCALE = math.sqrt(3.0) / math.pi
@@ -80,6 +80,14 @@ def unit_logistic(d: int, dtype: torch.dtype = torch.float32, device=None) -> D.
     base = D.Uniform(zeros, torch.ones_like(zeros))
     transforms = [D.SigmoidTransform().inv, D.AffineTransform(loc=0.0, scale=LOGISTIC_UNIT_SCALE)]
     return D.Independent(D.TransformedDistribution(base, transforms), 1)
+
+
+def logistic_from_uniform(u: torch.Tensor) -> torch.Tensor:
+    r"""Unit-variance Logistic draws :math:`s\,\log\frac{u}{1-u}` from uniforms ``u`` (clamped inside (0, 1) as
+    torch's ``SigmoidTransform`` does), so that a seeded ``torch.Generator`` can drive the prior."""
+    eps = torch.finfo(u.dtype).eps
+    u = u.clamp(eps, 1 - eps)
+    return LOGISTIC_UNIT_SCALE * (u.log() - (-u).log1p())
 
 
 def make_prior(name: str, d: int, dtype: torch.dtype = torch.float32, device=None) -> D.Distribution:

@@ -201,7 +201,7 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
           lr: float = 1e-3, seed: int = 0, device: str | torch.device | None = None,
           eval_fn: Callable[[VAE, int], dict[str, float]] | None = None, aux_lr: float | None = None,
           checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
-          desc: str = "train", check_every: int | None = None) -> History:
+          desc: str = "train", check_every: int | None = None, betas: tuple[float, float] = (0.9, 0.999)) -> History:
     """Train ``model`` on ``data`` by minimizing ``loss`` with Adam.
 
     Parameters
@@ -214,6 +214,8 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
     data : ImageData or tensor
         Training images ``(N, C, H, W)``, kept in memory (moved to ``device`` once).
     epochs, batch_size, lr : int, int, float
+    betas : (float, float)
+        Adam's decay rates (the VIMAE paper trains with beta_1 = 0.5).
     seed : int
         Seeds batch order and every random draw (initialization happens before: seed it yourself
         with :func:`seed_everything` or copy a model to share an initialization).
@@ -261,7 +263,9 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
     gen = seed_everything(seed)
     # the fused kernel (CPU and CUDA) is ~3x faster than the default foreach Adam for these small models
     fused = device.type in ("cpu", "cuda")
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), fused=fused)
     aux_opt = torch.optim.Adam(aux.parameters(), lr=aux_lr or lr, fused=fused) if aux is not None else None
 
     history, start_epoch = History(), 0

@@ -6,7 +6,8 @@ Importing this package registers every objective (no other import is needed):
 * ``"vmi"``: :class:`VariationalMILoss`, ELBO plus λ times a variational MI bound with an auxiliary network
   (the thesis), and ``"infovae"``: :class:`InfoVAELoss`, the recycled-encoder, prior-code case (Ducau &
   Trénous) (:mod:`vaemi.losses.mi`);
-* objectives still to come (MMD / InfoVAE-MMD, the two-stage VAE) get a module here, imported below.
+* ``"vimae"``: :class:`VIMAELoss`, reconstruction plus λ·MMD² of the aggregate posterior to the prior with a
+  deterministic, noise-fed encoder (the VIMAE paper, WAE) (:mod:`vaemi.losses.vimae`).
 
 The registry itself (:data:`LOSSES`, :func:`register_loss`, :func:`get_loss`), :class:`BaseLoss` and
 :func:`elbo_terms` live in :mod:`vaemi.losses.base`.
@@ -14,6 +15,8 @@ The registry itself (:data:`LOSSES`, :func:`register_loss`, :func:`get_loss`), :
 from .base import LOSSES, BaseLoss, elbo_terms, get_loss, register_loss
 from .elbo import ELBOLoss
 from .mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss, generate_and_reencode, make_x_tilde
+from .vimae import VIMAELoss, truncated_noise
 
 __all__ = ["BaseLoss", "ELBOLoss", "LOSSES", "register_loss", "get_loss", "elbo_terms", "VariationalMILoss",
-           "InfoVAELoss", "MITarget", "AuxiliaryQ", "make_x_tilde", "generate_and_reencode"]
+           "InfoVAELoss", "MITarget", "AuxiliaryQ", "make_x_tilde", "generate_and_reencode", "VIMAELoss",
+           "truncated_noise"]

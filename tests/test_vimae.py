@@ -126,3 +126,11 @@ def test_prior_entropy_table_and_mmd_checks():
     assert abs(mm["same_mean"]) < 5 * mm["same_se"] + 1e-3
     assert abs(mm["gauss_mean"] - mm["gauss_exact"]) < 5 * mm["gauss_se"] + 1e-3
     assert 0 < mm["nl_p"] <= 1
+
+
+def test_identity_table_and_chain_check():
+    ident = vimae.identity_table(10, n_x=5, n_z=3, lam=10.0, seed=0)
+    assert (ident[ident.holds_in_general].max_abs_residual < 1e-10).all()
+    assert (ident[~ident.holds_in_general].max_abs_residual > 1e-3).all()  # the printed eqs. 15 and 8 are not identities
+    chain = vimae.chain_check(10, n_x=5, n_z=3, seed=0)
+    assert chain.iq_ge_itp.all() and chain.optimum_gap.abs().max() < 1e-10

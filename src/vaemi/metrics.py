@@ -9,7 +9,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.special import rel_entr
+from scipy.special import entr, rel_entr
 
 from .data import ImageData
 from .distributions import LOG_2PI, categorical_marginal_entropy, log_mean_exp
@@ -353,7 +353,8 @@ def cluster_accuracy(pred: np.ndarray, labels: np.ndarray, k: int | None = None)
             "counts": counts, "mapping": mapping}
 
 
-def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = None) -> dict[str, float]:
+def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = None, *,
+                                 weights: np.ndarray | None = None) -> dict[str, float]:
     r"""The rate of a categorical code split as in eq. 4.23 of the thesis, computed exactly from
     :math:`q(c\mid x_n)` (rows of ``probs``) with :math:`p_\text{data}` uniform on the :math:`N` rows:
 
@@ -369,26 +370,43 @@ def categorical_kl_decomposition(probs: np.ndarray, prior: np.ndarray | None = N
         Rows :math:`q(c\mid x_n)`, each summing to one.
     prior : ndarray (K,), optional
         :math:`p(c)` (default uniform).
+    weights : ndarray (N,), optional
+        :math:`p_\text{data}(x_n)`, non-negative and summing to one (default uniform, :math:`1/N`): the
+        averages over :math:`n` above, and :math:`q(c)`, become :math:`\sum_n p_\text{data}(x_n)\,\cdot`
+        (used by :func:`vaemi.infotheory.information_terms`).
 
     Returns
     -------
     dict
         ``rate``, ``mi``, ``marginal_kl``, ``residual`` = rate − (mi + marginal_kl), and ``h_marginal`` =
-        :math:`H(q(c))` (:func:`vaemi.distributions.categorical_marginal_entropy`), in nats.
+        :math:`H(q(c))` (:func:`vaemi.distributions.categorical_marginal_entropy`; with ``weights``, the entropy
+        of the weighted marginal), in nats.
 
     Raises
     ------
     ValueError
-        If ``probs`` is not a matrix of probability rows.
+        If ``probs`` is not a matrix of probability rows, or ``weights`` is not a probability vector of
+        length :math:`N`.
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or not np.allclose(p.sum(1), 1.0):
         raise ValueError("probs must be (N, K) with rows summing to one")
     prior = np.full(p.shape[1], 1.0 / p.shape[1]) if prior is None else np.asarray(prior, np.float64)
-    marg = p.mean(0)
-    rate = rel_entr(p, prior[None, :]).sum(1).mean()  # rel_entr(a, b) = a log(a/b), with 0 log 0 = 0
-    mi = rel_entr(p, marg[None, :]).sum(1).mean()
+    if weights is None:
+        marg = p.mean(0)
+        rate = rel_entr(p, prior[None, :]).sum(1).mean()  # rel_entr(a, b) = a log(a/b), with 0 log 0 = 0
+        mi = rel_entr(p, marg[None, :]).sum(1).mean()
+        h_marg = categorical_marginal_entropy(torch.from_numpy(p))
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (p.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+            raise ValueError(f"weights must be a probability vector of length N={p.shape[0]} (non-negative, "
+                             f"summing to one), got shape {w.shape}")
+        marg = w @ p
+        pos = w > 0  # rows of zero weight contribute nothing, even where their KL is infinite
+        rate = w[pos] @ rel_entr(p[pos], prior[None, :]).sum(1)
+        mi = w[pos] @ rel_entr(p[pos], marg[None, :]).sum(1)
+        h_marg = entr(marg).sum()
     marginal_kl = rel_entr(marg, prior).sum()
-    h_marg = categorical_marginal_entropy(torch.from_numpy(p))
     return {"rate": float(rate), "mi": float(mi), "marginal_kl": float(marginal_kl),
             "residual": float(rate - (mi + marginal_kl)), "h_marginal": float(h_marg)}

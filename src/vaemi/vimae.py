@@ -219,7 +219,7 @@ def identity_table(trials: int, *, n_x: int, n_z: int, lam: float, seed: int = 0
              "res_eq8_printed": ("eq. 8 as printed", False)}
     worst = dict.fromkeys(names, 0.0)
     for _ in range(trials):
-        terms = it.information_terms(*it.random_model(n_x, n_z, rng), lam=lam)
+        terms = it.random_model(n_x, n_z, rng).terms(lam=lam)
         for k in names:
             worst[k] = max(worst[k], abs(terms[k]))
     return pd.DataFrame([dict(identity=label, holds_in_general=general, max_abs_residual=worst[k])
@@ -236,8 +236,8 @@ def chain_check(trials: int, *, n_x: int, n_z: int, seed: int = 0) -> pd.DataFra
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(trials):
-        t = it.information_terms(*it.random_model(n_x, n_z, rng))
-        o = it.information_terms(*it.random_model(n_x, n_z, rng, matched=True, decoder="posterior"))
+        t = it.random_model(n_x, n_z, rng).terms()
+        o = it.random_model(n_x, n_z, rng, matched=True, decoder="posterior").terms()
         infos = [o["I_q"], o["I_theta"], o["I_theta_phi"]]
         rows.append(dict(I_q=t["I_q"], I_theta=t["I_theta"], I_theta_phi=t["I_theta_phi"],
                          iq_ge_itp=t["I_q"] >= t["I_theta_phi"] - 1e-12, itheta_ge_iq=t["I_theta"] >= t["I_q"] - 1e-12,

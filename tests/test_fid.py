@@ -114,7 +114,7 @@ def test_cached_real_statistics_match_a_fresh_torchmetrics_metric():
         m = FrechetInceptionDistance(feature=Double())
         m.update(real, real=True)
         m.update(fake, real=False)
-        assert got == pytest.approx(float(m.compute()), rel=1e-9)
+        assert got == pytest.approx(float(m.compute()), rel=1e-6)  # the scorer runs on a GPU where there is one
     assert ours[0] == ours[2] and ours[0] != ours[1]
     assert scorer.metric.real_features_num_samples == len(real)
 

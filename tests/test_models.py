@@ -112,3 +112,11 @@ def test_model_device_helper():
     if torch.cuda.is_available():
         assert m.to("cuda").device.type == "cuda" and m.generate(2).device.type == "cuda"
     assert part_names("c") == ["c"] and part_names(("z", "c")) == ["z", "c"]
+
+
+def test_seeded_prior_codes_do_not_depend_on_the_model_device():
+    latent = LatentSpace([GaussianPart(3), CategoricalPart(4)])
+    z_cpu = latent.sample_prior(6, device="cpu", generator=torch.Generator().manual_seed(1))
+    z_meta = latent.sample_prior(6, device="meta", generator=torch.Generator().manual_seed(1))  # a GPU stands in
+    assert z_meta.device.type == "meta" and z_meta.shape == z_cpu.shape == (6, 7)
+    assert torch.equal(z_cpu, latent.sample_prior(6, generator=torch.Generator().manual_seed(1)))

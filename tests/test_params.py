@@ -21,7 +21,7 @@ def test_validate_accepts_good_values():
 
 @pytest.mark.parametrize("checker,value,msg", [
     (Int(1), 0, ">= 1"), (Int(1), 2.5, "integer"), (Int(), True, "integer"), (Int(high=3), 4, "<= 3"),
-    (Float(0, open_low=True), 0.0, "> 0"), (Float(), float("nan"), "finite"), (Float(), "1", "number"),
+    (Float(0, open_low=True), 0.0, "> 0"), (Float(0, 1, open_high=True), 1.0, "< 1"), (Float(), float("nan"), "finite"), (Float(), "1", "number"),
     (Bool(), 1, "True or False"), (Choice(["mnist"]), "cifar", "one of"), (Str(), 3, "string"),
     (ListOf(Int(1)), "12", "list"), (ListOf(Int(1)), [1, 0], r"x\[1\]"), (ListOf(Int(1), min_len=2), [1], "at least"),
     (ListOf(Float(), increasing=True), [2, 1], "increasing"),

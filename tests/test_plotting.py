@@ -76,3 +76,12 @@ def test_variance_loss_chapter_figures():
     fig = plotting.image_rows([torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)], ["one", "two"])
     assert [ax.get_title() for ax in fig.axes] == ["one", "two"]
     plt.close("all")
+
+
+def test_note_figure_says_its_text():
+    from vaemi.plotting import note_figure
+
+    fig = note_figure("Omniglot files not found")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == ["Omniglot files not found"] and not ax.axison
+    plt.close(fig)

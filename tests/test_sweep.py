@@ -330,5 +330,21 @@ def test_committed_records_load_and_name_their_command(name):
     done = [r["name"] for r in rec["manifest"]["runs"] if r["status"] == "done"]
     assert done and set(rec["runs"].run) == set(done)
     assert rec["provenance"]["runs_done"] == len(done)
-    assert rec["provenance"]["command"].startswith("python -m vaemi.sweep sweeps/")
+    assert rec["provenance"]["command"].startswith(("python -m vaemi.sweep sweeps/", "python -m vaemi.sweep book/"))
     assert all(r["status"] in ("done", "failed", "interrupted") for r in rec["manifest"]["runs"])
+
+
+def test_seed_robustness_counts_each_claim_over_the_seeds(swept, tmp_path, monkeypatch):
+    table, prov = sweep.seed_robustness("vimae-seeds")  # the committed record the VIMAE chapter reads
+    assert (table.held + table.failed + table.not_evaluated == table.n).all() and prov["runs_done"] == table.n.max()
+    ident = table.set_index("claim").loc["discrete_identities"]
+    assert ident.held == ident.n and ident.held_of == f"{ident.n} of {ident.n}"
+    out0, _ = swept  # a lam x seed sweep: not a seed sweep
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: x\n")
+    sweep.publish(out0, tmp_path / "sweeps" / "results" / "lam")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="more than the seed"):
+        sweep.seed_robustness("lam")
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        sweep.seed_robustness("nothing")

@@ -134,3 +134,24 @@ def test_identity_table_and_chain_check():
     assert (ident[~ident.holds_in_general].max_abs_residual > 1e-3).all()  # the printed eqs. 15 and 8 are not identities
     chain = vimae.chain_check(10, n_x=5, n_z=3, seed=0)
     assert chain.iq_ge_itp.all() and chain.optimum_gap.abs().max() < 1e-10
+
+
+def test_kl_additive_table_and_alemi_family_check():
+    t = vimae.kl_additive_table(4, n_samples=20_000, seed=0).set_index("prior")
+    assert abs(t.sum_per_dim["normal"] - t.joint_closed_form["normal"]) < 1e-9
+    assert np.isnan(t.joint_closed_form["logistic"]) and (t.z < 5).all()
+    assert t.sum_per_dim["logistic"] > 0
+    torch.manual_seed(0)
+    model, _ = vimae.build_model("VAE", (1, 28, 28), 3, arch="mlp", hidden=[16])
+    x = torch.rand(20, 1, 28, 28)
+    r = vimae.alemi_family_check(model, x, beta=3.0, seed=1)
+    assert r["beta_vae"] < 1e-4 and r["rate_reward"] < 1e-4 and r["R0"] > r["rate"] > 0
+
+
+def test_beside_paper_aligns_our_columns_with_the_papers():
+    rows = [dict(model=m, kind=k, level=l, mean=50.0 + i, std=1.0, draws=2) for i, m in enumerate(["VIMAE-l", "VAE"])
+            for k, l in [("clean", 0.0), ("gaussian", 0.2), ("gaussian", 0.3)]]
+    t = vimae.beside_paper(pd.DataFrame(rows), vimae.PAPER_TABLE3)
+    assert list(t.index[:2]) == ["VAE", "VIMAE-l"] and t.index[2] == "paper VAE" and len(t) == 7
+    assert t.loc["VAE", "clean 0.0"] == 51.0 and t.loc["paper VIMAE-l", "gaussian 0.4"] == 88
+    assert np.isnan(t.loc["VAE", "mask 0.5"]) and np.isnan(t.loc["paper VAE", "gaussian 0.3"])

@@ -328,7 +328,11 @@ class LatentSpace:
         return {p.name: p.kl(params[p.name]) for p in self.parts}
 
     def sample_prior(self, n: int, device=None, generator=None) -> torch.Tensor:
-        return self.join({p.name: p.sample_prior(n, device, generator) for p in self.parts})
+        """``n`` prior codes on ``device``. With a ``generator`` they are drawn on the generator's device and moved:
+        a seeded CPU generator gives the same codes whether the model runs on the CPU or a GPU."""
+        where = generator.device if generator is not None else device
+        z = self.join({p.name: p.sample_prior(n, where, generator) for p in self.parts})
+        return z if device is None else z.to(device)
 
 
 # ----------------------------------------------------------------------------------- likelihoods
@@ -612,8 +616,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoder mean at the posterior mode."""
-        return self.likelihood.mean(self.forward(x, sample=False).out)
+        """Decoder mean at the posterior mode, on the device of ``x`` (the model runs on its own)."""
+        return self.likelihood.mean(self.forward(x.to(self.device), sample=False).out).to(x.device)
 
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -624,11 +628,12 @@ class VAE(nn.Module):
         n : int
             Number of images.
         generator : torch.Generator, optional
-            Source of the prior draws (on the model's device); default the global RNG.
+            Source of the prior draws (on any device: see :meth:`LatentSpace.sample_prior`); default the global RNG.
 
         Returns
         -------
         tensor (n, C, H, W)
+            On the model's device.
         """
         z = self.latent.sample_prior(n, device=self.device, generator=generator)
         return self.likelihood.mean(self.decode(z))

@@ -373,6 +373,15 @@ def image_rows(rows: Sequence[torch.Tensor], titles: Sequence[str], height: floa
     return fig
 
 
+def note_figure(text: str, size: tuple[float, float] = (8.0, 1.2)) -> plt.Figure:
+    """A figure that only says ``text``: what a chapter shows in place of a figure whose data is missing, so that
+    the page still builds and says why."""
+    fig, ax = plt.subplots(figsize=size)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    return fig
+
+
 # ------------------------------------------------------------------------------------- VIMAE chapter
 def code_panels(codes: dict, prior_draws: dict, *, labels=None, titles: dict | None = None, lim: float = 4.0) -> plt.Figure:
     """One panel per model: 2-D codes of test images (coloured by ``labels``) over draws of the model's prior

@@ -41,7 +41,7 @@ import yaml
 
 __all__ = ["SweepError", "resolve_notebook", "parse_grid", "plan_runs", "run_name", "run_one", "run_sweep",
            "aggregate", "plot_robustness", "is_finished", "publish", "load_published", "sweep_command", "main",
-           "published_dir", "ablation_table", "format_mean_std", "ablation_provenance"]
+           "published_dir", "ablation_table", "format_mean_std", "ablation_provenance", "seed_robustness"]
 
 MANIFEST = "manifest.json"
 SEED = "seed"
@@ -917,6 +917,34 @@ def published_dir(name: str) -> Path:
     (reading it then raises the error that names the command)."""
     candidates = [root / "sweeps" / "results" / name for root in _roots()] or [Path.cwd() / "sweeps" / "results" / name]
     return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def seed_robustness(name: str):
+    """How often each claim held over the seeds of the published sweep ``name`` (:func:`published_dir`), a sweep
+    of one chapter over seeds alone (``--grid seed=...``).
+
+    Returns
+    -------
+    table : DataFrame
+        One row per claim in the chapter's order: ``claim``, ``held``, ``failed``, ``not_evaluated``, ``n`` (runs
+        with a results file) and ``held_of`` (e.g. ``"3 of 4"``).
+    provenance : dict
+        The record's ``provenance.json`` (command, commit, date, machine, seconds per run).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such published sweep (the message names the command that makes one).
+    ValueError
+        The sweep varied another parameter than the seed.
+    """
+    rec = load_published(published_dir(name))
+    claims = rec["claims"]
+    if set(claims["point"]) != {"all"}:
+        raise ValueError(f"sweep {name!r} varies more than the seed (points: {sorted(set(claims['point']))})")
+    table = claims[["claim", "held", "failed", "not_evaluated", "n"]].reset_index(drop=True)
+    table["held_of"] = [f"{h} of {n}" for h, n in zip(table["held"], table["n"])]
+    return table, rec["provenance"]
 
 
 def ablation_table(records: dict[str, str | Path], numbers: Sequence[str]):

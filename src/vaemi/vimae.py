@@ -33,13 +33,27 @@ from .models import VAE, DeterministicPart, GaussianPart, LatentSpace, build_vae
 
 __all__ = ["MODEL_KINDS", "ELBO_KINDS", "build_model", "train_models", "codes", "rate", "noise_channel_rate",
            "l2_reconstruction", "prior_mmd", "model_table", "truncated_noise_variance", "identity_table", "chain_check",
-           "prior_entropy_table", "mmd_checks", "code_entropy_table", "robustness_drops", "omniglot_splits",
-           "parzen_table", "run_extra_dataset"]
+           "kl_additive_table", "alemi_family_check", "prior_entropy_table", "mmd_checks", "code_entropy_table",
+           "robustness_drops", "beside_paper", "omniglot_splits", "parzen_table", "run_extra_dataset", "PAPER_TABLE1_NLL",
+           "PAPER_TABLE3", "PAPER_TABLE4", "PAPER_TABLE5_FID"]
 
 #: The paper's five models, in its order.
 MODEL_KINDS = ("VAE", "beta_H-VAE", "beta_A-VAE", "VIMAE-n", "VIMAE-l")
 #: The ELBO-based ones.
 ELBO_KINDS = MODEL_KINDS[:3]
+
+#: The paper's accuracy tables (percent), columns clean, N(0, 0.2^2), N(0, 0.4^2), B(0.2), B(0.5): Table 3 (MNIST,
+#: M1+TSVM on 1,000 labels) and Table 4 (Omniglot, 5 characters of an unseen alphabet; chance 20%).
+PAPER_COLUMNS = ("clean 0.0", "gaussian 0.2", "gaussian 0.4", "mask 0.2", "mask 0.5")
+PAPER_TABLE3 = {"VAE": (80, 77, 70, 72, 52), "beta_H-VAE": (92, 86, 82, 91, 84), "beta_A-VAE": (93, 66, 13, 85, 65),
+                "VIMAE-n": (93, 92, 86, 92, 86), "VIMAE-l": (93, 92, 88, 92, 87)}
+PAPER_TABLE4 = {"VAE": (22, 22, 17, 22, 16), "beta_H-VAE": (21, 21, 22, 19, 17), "beta_A-VAE": (22, 22, 21, 21, 24),
+                "VIMAE-n": (22, 23, 24, 22, 22), "VIMAE-l": (24, 23, 20, 23, 22)}
+#: Table 1: "NLL for generated samples" on Omniglot.
+PAPER_TABLE1_NLL = {"VAE": 1224, "beta_H-VAE": 1254, "beta_A-VAE": 1228, "VIMAE-n": 1190, "VIMAE-l": 1223}
+#: Table 5: FID of 10^4 samples (Inception), CelebA and CIFAR-10 (beta_H-VAE "does not converge" on CelebA).
+PAPER_TABLE5_FID = {"celeba": {"VAE": 82, "beta_A-VAE": 89, "VIMAE-l": 56, "VIMAE-n": 55},
+                    "cifar10": {"VAE": 168, "beta_H-VAE": 262, "beta_A-VAE": 174, "VIMAE-l": 103, "VIMAE-n": 104}}
 
 
 def _check_kind(kind: str) -> str:
@@ -245,6 +259,48 @@ def chain_check(trials: int, *, n_x: int, n_z: int, seed: int = 0) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def kl_additive_table(d: int, *, n_samples: int, seed: int = 0) -> pd.DataFrame:
+    """Eq. 3 on a random factorized Gaussian posterior of ``d`` dimensions, for both priors
+    (:func:`vaemi.infotheory.kl_additive_check`): the sum of the per-dimension KLs (quadrature) beside the joint KL,
+    in closed form where there is one (Normal) and by Monte Carlo (``n_samples`` draws), with ``z`` = the Monte Carlo
+    estimate's distance to the sum in standard errors."""
+    from . import infotheory as it
+
+    rng = np.random.default_rng(seed)
+    mu, sigma = rng.normal(size=d), rng.uniform(0.3, 1.5, size=d)
+    rows = []
+    for prior in ("normal", "logistic"):
+        r = it.kl_additive_check(mu, sigma, prior=prior, n_samples=n_samples, seed=seed)
+        rows.append(dict(prior=prior, d=int(d), sum_per_dim=r["sum_per_dim"], joint_closed_form=r["joint_closed_form"],
+                         joint_mc=r["joint_mc"], joint_mc_se=r["joint_mc_se"],
+                         z=abs(r["joint_mc"] - r["sum_per_dim"]) / r["joint_mc_se"]))
+    return pd.DataFrame(rows)
+
+
+def alemi_family_check(model: VAE, x: torch.Tensor, *, beta: float, seed: int = 0) -> dict[str, float]:
+    r"""Eq. 4, :math:`\mathbb E\log p(x\mid z) - \beta\lvert R_0-\text{rate}\rvert`, is the capacity form of
+    :class:`vaemi.losses.ELBOLoss` (``capacity`` = :math:`R_0`, ``gamma`` = β). On one minibatch (one shared
+    reparameterized draw, seeded) return the absolute differences: ``beta_vae`` between eq. 4 at :math:`R_0=0` and
+    the β-VAE loss; ``rate_reward`` between eq. 4 at an :math:`R_0` above the batch rate and
+    rec − β·rate + β·R₀ (the rate is then *rewarded*, as by InfoVAE with a negative information weight)."""
+    def loss(**kw):
+        torch.manual_seed(seed)
+        value, logs = get_loss("elbo", **kw)(model, x, step=1)
+        return float(value.detach()), float(logs["rec"]), float(logs["kl"])
+
+    was = model.training
+    model.eval()
+    try:
+        beta_vae, rec, kl = loss(beta=beta)
+        at_zero = loss(capacity=0.0, gamma=beta, capacity_steps=1)[0]
+        r0 = 2 * kl + 1
+        above = loss(capacity=r0, gamma=beta, capacity_steps=1)[0]
+    finally:
+        model.train(was)
+    return {"beta_vae": abs(at_zero - beta_vae), "rate_reward": abs(above - (rec - beta * kl + beta * r0)),
+            "rate": kl, "R0": r0}
+
+
 def prior_entropy_table(dims: Sequence[int], *, n: int, seed: int = 0) -> pd.DataFrame:
     """Closed-form entropy of both priors (:func:`vaemi.priors.prior_entropy`) beside a Monte Carlo estimate
     (:func:`vaemi.priors.entropy_mc`, ``n`` draws, float64) for each dimension in ``dims``."""
@@ -322,6 +378,18 @@ def robustness_drops(table: pd.DataFrame, worst: tuple[str, float]) -> pd.DataFr
 
 
 # ------------------------------------------------------------------------------------------- Omniglot
+def beside_paper(table: pd.DataFrame, paper: dict[str, Sequence[float]]) -> pd.DataFrame:
+    """Mean accuracies of :func:`vaemi.robustness.robustness_table` (or ``few_shot_accuracy``) as one row per model
+    and one column per corruption (``"<kind> <level>"``), followed by the paper's rows (``"paper <model>"``, columns
+    :data:`PAPER_COLUMNS`); a corruption only one side ran is NaN on the other."""
+    ours = (table.assign(col=table["kind"] + " " + table["level"].astype(float).astype(str))
+            .pivot(index="model", columns="col", values="mean"))
+    ours = ours.loc[[k for k in MODEL_KINDS if k in ours.index]]
+    theirs = pd.DataFrame.from_dict(dict(paper), orient="index", columns=list(PAPER_COLUMNS)).rename(index="paper {}".format)
+    cols = list(dict.fromkeys([*ours.columns, *PAPER_COLUMNS]))
+    return pd.concat([ours, theirs])[cols].rename_axis(columns=None)
+
+
 def omniglot_splits(enabled: bool, *, test_alphabet: str, n_train: int, seed: int = 0,
                     rotations: Sequence[int] = (0, 90, 180, 270)) -> dict[str, ImageData] | None:
     """Omniglot's background alphabets with their rotated copies: ``train`` (every alphabet but ``test_alphabet``,

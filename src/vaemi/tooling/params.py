@@ -40,11 +40,12 @@ class Int:
 
 @dataclass(frozen=True)
 class Float:
-    """A finite real number in ``[low, high]``; ``open_low`` excludes the lower bound."""
+    """A finite real number in ``[low, high]``; ``open_low`` / ``open_high`` exclude the lower / upper bound."""
 
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
 
     def check(self, name: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -53,6 +54,8 @@ class Float:
             raise ParameterError(f"parameter {name!r} must be finite, got {value!r}")
         if self.open_low and self.low is not None and value <= self.low:
             raise ParameterError(f"parameter {name!r} must be > {self.low}, got {value!r}")
+        if self.open_high and self.high is not None and value >= self.high:
+            raise ParameterError(f"parameter {name!r} must be < {self.high}, got {value!r}")
         _check_range(name, value, self.low, self.high)
         return float(value)
 

@@ -155,3 +155,32 @@ def test_beside_paper_aligns_our_columns_with_the_papers():
     assert list(t.index[:2]) == ["VAE", "VIMAE-l"] and t.index[2] == "paper VAE" and len(t) == 7
     assert t.loc["VAE", "clean 0.0"] == 51.0 and t.loc["paper VIMAE-l", "gaussian 0.4"] == 88
     assert np.isnan(t.loc["VAE", "mask 0.5"]) and np.isnan(t.loc["paper VAE", "gaussian 0.3"])
+
+
+def test_run_extra_dataset_skips_missing_files_with_the_data_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAEMI_OFFLINE", "1")
+    monkeypatch.setenv("VAEMI_DATA", str(tmp_path))
+    got = vimae.run_extra_dataset("cifar10", seed=0, allow_fallback=False, latent_dim=4, lam=10.0, beta_h=10.0,
+                                  beta_a=0.4, epochs=1, channels=[4, 8, 8], fid_n=10, fid_features="classifier")
+    assert got is None
+    out = capsys.readouterr().out
+    assert "cifar10: skipped" in out and "cifar-10-batches-py" in out
+
+
+def test_run_extra_dataset_gives_table5_and_table2_beside_the_paper(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAEMI_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+
+    def fake(name, split="train", n=None, seed=0, allow_fallback=True):
+        m = 60 if split == "train" else 30
+        return vaemi.data.ImageData(name, split, torch.rand(m, 3, 32, 32, generator=g), torch.arange(m) % 10,
+                                    source="synthetic")
+    monkeypatch.setattr(vaemi, "load_dataset", fake)
+    got = vimae.run_extra_dataset("cifar10", seed=0, allow_fallback=True, latent_dim=4, lam=10.0, beta_h=10.0, beta_a=0.4,
+                                  epochs=1, channels=[4, 8, 8], fid_n=20, fid_features="classifier", n_test=30,
+                                  batch_size=20, labels_per_class=2, svm_draws=2)
+    models, t2 = got["models"], got["table2"]
+    assert list(models.index) == list(vimae.MODEL_KINDS) and models.paper_fid["VIMAE-l"] == 103
+    assert np.isfinite(models.fid).all() and np.isfinite(models.l2).all()
+    assert list(t2.columns) == list(vimae.PAPER_TABLE2_COLUMNS) and t2.loc["paper VIMAE-l", "gaussian 0.3"] == 34
+    assert t2.loc[list(vimae.MODEL_KINDS)].notna().all().all()

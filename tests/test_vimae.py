@@ -163,7 +163,7 @@ def test_run_extra_dataset_skips_missing_files_with_the_data_message(tmp_path, m
     got = vimae.run_extra_dataset("cifar10", seed=0, allow_fallback=False, latent_dim=4, lam=10.0, beta_h=10.0,
                                   beta_a=0.4, epochs=1, channels=[4, 8, 8], fid_n=10, fid_features="classifier")
     assert got is None
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "cifar10: skipped" in out and "cifar-10-batches-py" in out
 
 

@@ -18,6 +18,7 @@ and is comparable between the two VIMAEs (same noise), not with the VAEs' rates.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -407,7 +408,7 @@ def omniglot_splits(enabled: bool, *, test_alphabet: str, n_train: int, seed: in
     try:
         full = load_omniglot("background", rotations=rotations)
     except DatasetNotFoundError as e:
-        print(f"Omniglot section skipped: {e}")
+        print(f"Omniglot section skipped: {e}", file=sys.stderr)  # stderr: the message names this machine's paths
         return None
     if test_alphabet not in full.group_names:
         raise ValueError(f"omniglot_test_alphabet {test_alphabet!r} is not among {list(full.group_names)}")
@@ -461,7 +462,7 @@ def run_extra_dataset(name: str, *, seed: int, allow_fallback: bool, latent_dim:
         train = load_dataset(name, "train", n=n_train, seed=seed, allow_fallback=allow_fallback)
         test = load_dataset(name, "test", n=n_test, seed=seed, allow_fallback=allow_fallback)
     except DatasetNotFoundError as e:
-        print(f"{name}: skipped, its files are missing.\n{e}")
+        print(f"{name}: skipped, its files are missing.\n{e}", file=sys.stderr)  # names this machine's paths
         return None
     models = train_models(MODEL_KINDS, train, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, seed=seed,
                           results=results, desc=name, arch="dcgan", channels=channels, beta_h=beta_h, beta_a=beta_a,

@@ -213,3 +213,21 @@ def test_verified_gz_files_alone_work_offline(tmp_path, no_fallback, monkeypatch
     d = load_dataset("mnist", "test", root=tmp_path, download=False)
     assert len(d) == N_TEST and d.provenance["origin"] == "local copy"
     assert all((raw / stem).exists() for stem in STEMS) and not list(raw.glob("*.tmp"))
+
+
+def test_an_optional_dataset_that_is_missing_is_skipped_with_a_path_free_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAEMI_OFFLINE", "1")
+    _write_mnist(tmp_path)
+    monkeypatch.setenv("VAEMI_DATA", str(tmp_path))
+    assert data.load_splits("fashion_mnist", n_train=5, optional=True) is None
+    out, err = capsys.readouterr()
+    assert "FASHION-MNIST IS NOT AVAILABLE" in out and "FashionMNIST/raw/train-images-idx3-ubyte" in out
+    assert str(tmp_path) not in out and str(tmp_path) in err  # the page gets no path of this machine
+    with pytest.raises(DatasetNotFoundError, match="fashion_mnist"):  # a dataset a chapter cannot do without
+        data.load_splits("fashion_mnist", n_train=5)
+    train, test = data.load_splits("mnist", n_train=6, n_test=4, optional=True)  # present: loaded as usual
+    assert (len(train), len(test)) == (6, 4)
+    with pytest.raises(DatasetFileError):  # a corrupt file is an error even for an optional dataset
+        (tmp_path / "FashionMNIST" / "raw").mkdir(parents=True)
+        (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03truncated")
+        data.load_splits("fashion_mnist", optional=True)

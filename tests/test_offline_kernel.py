@@ -40,6 +40,10 @@ def test_offline_smoke_build_on_the_packaged_digits_with_an_untuned_seed(tmp_pat
     assert (html / f"{book.SCORECARD}.html").read_text().count("REDUCED DATA") >= len(chapters)
     vmim = json.loads((out / "_build" / "results" / "vmim.json").read_text())
     assert vmim["entries"]["fashion_status"]["value"] == "missing"  # the optional dataset's section is skipped
+    assert {vmim["entries"][k]["status"] for k in ("fashion_marginal_beats_elbo", "fashion_thesis_beats_elbo")} == {"not evaluated"}
+    vl = json.loads((out / "_build" / "results" / "variance_loss.json").read_text())
+    assert vl["entries"]["fig4_datasets_missing"]["value"] == "fashion_mnist"  # Fig. 4 runs on what is there
+    assert "FASHION-MNIST IS NOT AVAILABLE" in (html / "variance_loss.html").read_text()
 
 
 def _run(nb_path, out, params, env):

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "ImageData", "DatasetNotFoundError", "DatasetFileError", "DATASETS", "load_dataset", "default_root", "expected_files", "planned_origin",
+    "ImageData", "DatasetNotFoundError", "DatasetFileError", "DATASETS", "load_dataset", "load_splits", "default_root", "expected_files", "planned_origin",
     "ORIGIN_LOCAL", "ORIGIN_DOWNLOADED", "ORIGIN_FALLBACK", "load_omniglot", "CELEBA_CROP", "CELEBA_SIDE",
     "OMNIGLOT_SIDE",
 ]
@@ -940,6 +940,28 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
         return _load_cached(name, split, str(root.resolve()), bool(download), allow_fallback, variant)
     data = _load_cached(name, split, str(root.resolve()), bool(download), allow_fallback)
     return data.subset(n, seed=seed)
+
+
+def load_splits(name: str, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                allow_fallback: bool = True, optional: bool = False) -> tuple[ImageData, ImageData] | None:
+    """The ``(train, test)`` pair of ``name`` (:func:`load_dataset` with subsets of ``n_train`` / ``n_test``).
+
+    ``optional=True`` is for a part of a chapter that needs a dataset beyond its main one (Fashion-MNIST beside
+    MNIST, say): when the files are missing and cannot be downloaded, the pair is ``None`` and the data message is
+    printed instead of raised, without any path of this machine on stdout (the page) and with the full paths on
+    stderr (the terminal), so that the chapter skips that part and builds. A corrupt file still raises
+    :class:`DatasetFileError`. Only MNIST falls back to the packaged digits, and only where ``allow_fallback``.
+    """
+    try:
+        return (load_dataset(name, "train", n=n_train, seed=seed, allow_fallback=allow_fallback),
+                load_dataset(name, "test", n=n_test, seed=seed, allow_fallback=allow_fallback))
+    except DatasetNotFoundError as e:
+        if not optional:
+            raise
+        print(f"{name.replace('_', '-').upper()} IS NOT AVAILABLE: the part of this chapter that needs it is skipped and its claims are "
+              f"recorded as not evaluated.\n{expected_files(name, show_root=False)}", flush=True)
+        print(f"{name}: skipped.\n{e}", file=sys.stderr, flush=True)
+        return None
 
 
 def _check_rotations(rotations) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["ParameterError", "Int", "Float", "Bool", "Choice", "Str", "ListOf", "validate", "require",
-           "injected_names"]
+           "injected_names", "kind_differences", "POLICY_PARAMETERS"]
 
 #: First line of the cell that papermill injects with ``-p NAME VALUE`` / ``-f FILE.yaml``.
 PAPERMILL_HEADER = "# Parameters"
@@ -205,3 +205,46 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ParameterError` with ``message`` unless ``condition`` (for cross-parameter checks)."""
     if not condition:
         raise ParameterError(message)
+
+
+#: Parameters that say how a run is judged or named, not which code it runs: a profile may set them freely.
+POLICY_PARAMETERS = frozenset({"profile", "seed", "strict_claims"})
+
+
+def kind_differences(spec: Mapping[str, Any], reference: Mapping[str, Any], other: Mapping[str, Any],
+                     exempt: Iterable[str] = POLICY_PARAMETERS) -> list[str]:
+    """Where the parameter set ``other`` takes a different *path* through a chapter than ``reference``.
+
+    A profile may shrink sizes (integers, reals, lists of numbers) but must walk the same code: every
+    :class:`Choice` and :class:`Bool` parameter (a dataset, an architecture, a section switch, a feature
+    extractor) must have the reference's value, and every list of choices (the datasets, the architectures) must
+    contain each of the reference's entries. Used to hold the smoke profile, which the test suite runs, to the
+    book profile, which ``make book`` runs.
+
+    Parameters
+    ----------
+    spec : mapping of str to checker
+        The chapter's schema (as given to :func:`validate`).
+    reference, other : mapping
+        Full parameter sets (defaults with the profile's values over them).
+    exempt : iterable of str
+        Names that may differ (:data:`POLICY_PARAMETERS`: the profile's name, the seed, the assertion policy).
+
+    Returns
+    -------
+    list of str
+        One message per difference, naming the parameter; empty when ``other`` covers ``reference``.
+    """
+    out = []
+    skip = set(exempt)
+    for name, checker in spec.items():
+        if name in skip:
+            continue
+        ref, val = reference.get(name), other.get(name)
+        if isinstance(checker, (Choice, Bool)) and ref != val:
+            out.append(f"{name}: {val!r} where the reference has {ref!r} (another path through the chapter)")
+        elif isinstance(checker, ListOf) and isinstance(checker.item, Choice):
+            left_out = [v for v in ref or [] if v not in (val or [])]
+            if left_out:
+                out.append(f"{name}: leaves out {left_out} (the reference runs {list(ref)})")
+    return out

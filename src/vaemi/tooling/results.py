@@ -144,10 +144,12 @@ class Results:
 
     @classmethod
     def start(cls, chapter: str, title: str, params: dict[str, Any], *, profile: str = "book", seed: int = 0,
-              data: str | None = None, allow_fallback: bool = True) -> "Results":
+              data: str | list[str] | None = None, allow_fallback: bool = True) -> "Results":
         """A chapter's set-up, the pair of :meth:`finish`: seed every sampler (``seed``), set the plotting
-        style, record the device and torch version, start the chapter's clock, and, with ``data``, say
-        which data the chapter will run on (:meth:`expect_data`). The device is ``R.device``.
+        style, record the device and torch version, start the chapter's clock, and, with ``data`` (a dataset or a
+        list of the datasets the chapter cannot do without), say which data it will run on (:meth:`expect_data`):
+        a missing one stops here, before any work, unless it is MNIST and the fallback is allowed. The device is
+        ``R.device``.
         """
         import torch
 
@@ -160,8 +162,8 @@ class Results:
         r.device = resolve_device()
         r.set_meta(device=str(r.device), torch_version=torch.__version__)
         r._started = time.perf_counter()
-        if data is not None:
-            r.expect_data(data, allow_fallback=allow_fallback)
+        for name in [data] if isinstance(data, str) else (data or []):
+            r.expect_data(name, allow_fallback=allow_fallback)
         return r
 
     # ------------------------------------------------------------------ facts about the run

@@ -23,25 +23,25 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --no-deps -e .
-	$(PY) -m vaemi.tooling.book kernel
+	$(PY) -m vaemi.book kernel
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m vaemi.tooling.book build --profile book
+	$(PY) -m vaemi.book build --profile book
 
 # The tests never read or fill the user's model cache. nbval runs the chapters at the smoke profile with
 # seed 1 (the strict smoke build in tests/test_book.py uses the profile's seed 0, the offline build seed 3):
 # a claim that holds for one seed only fails here.
 test: $(STAMP)
 	rm -rf _build/test-cache
-	$(PY) -m vaemi.tooling.book prepare --profile smoke -p seed=1 --out _build/nbval
+	$(PY) -m vaemi.book prepare --profile smoke -p seed=1 --out _build/nbval
 	VAEMI_CACHE=$(CURDIR)/_build/test-cache VAEMI_RESULTS_DIR=$(CURDIR)/_build/nbval/results \
 		$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-kernel-name vaemi -p no:cacheprovider
 
 check-clean: $(STAMP)
-	$(PY) -m vaemi.tooling.book check-clean
+	$(PY) -m vaemi.book check-clean
 
 bench: $(STAMP)
 	$(PY) benchmarks/epoch_time.py

@@ -19,7 +19,7 @@ import torch
 
 from vaemi import build_vae, get_loss, load_dataset, train
 from vaemi.data import default_root
-from vaemi.training import resolve_device, seed_everything
+from vaemi.train.loop import resolve_device, seed_everything
 
 HIDDEN, Z, BATCH = (500, 500), 20, 100
 

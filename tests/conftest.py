@@ -13,11 +13,11 @@ SHARED = ROOT.parent / "shared" / "data"
 @pytest.fixture(autouse=True)
 def _fresh_dataset_cache():
     """Data loading is memoized per process; tests that change roots must not see each other's data."""
-    from vaemi import data
+    from vaemi.data import loading
 
-    data._load_cached.cache_clear()
+    loading._load_cached.cache_clear()
     yield
-    data._load_cached.cache_clear()
+    loading._load_cached.cache_clear()
 
 
 @pytest.fixture
@@ -39,7 +39,37 @@ def smoke_site(tmp_path_factory):
     """The whole book built once at the smoke profile, strictly (warnings are errors): ``(out, command,
     completed process)``; the site is in ``out/_build/html``."""
     out = tmp_path_factory.mktemp("smoke-site")
-    cmd = [sys.executable, "-m", "vaemi.tooling.book", "build", "--profile", "smoke", "--out", str(out)]
+    cmd = [sys.executable, "-m", "vaemi.book", "build", "--profile", "smoke", "--out", str(out)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     return out, cmd, r
+
+
+#: Each notebook's :class:`vaemi.chapters.common.Chapter` (its schema), by notebook stem.
+CHAPTER_OBJECTS = {"vae_basics": ("vae_basics", "chapter"), "infovae": ("infovae", "chapter"), "vmim": ("vmim", "chapter"),
+                   "variance_loss": ("variance_loss", "chapter"), "vimae": ("vimae", "chapter"),
+                   "infovae_exp2": ("infovae", "exp2"), "vmim_clustering": ("vmim", "clustering")}
+
+
+def chapter_of(nb):
+    """The Chapter object that validates notebook ``nb`` (a path or a stem)."""
+    import importlib
+
+    module, name = CHAPTER_OBJECTS[Path(nb).stem]
+    return getattr(importlib.import_module(f"vaemi.chapters.{module}"), name)
+
+
+def parameters_cell(nb):
+    """The source of the notebook's cell tagged ``parameters``."""
+    import json
+
+    cell = next(c for c in json.loads(Path(nb).read_text())["cells"]
+                if c["cell_type"] == "code" and "parameters" in c["metadata"].get("tags", []))
+    return "".join(cell["source"])
+
+
+def notebook_defaults(nb):
+    """The values assigned by the notebook's ``parameters`` cell (papermill's defaults)."""
+    ns = {}
+    exec(parameters_cell(nb), ns)
+    return {k: v for k, v in ns.items() if not k.startswith("__")}

@@ -12,10 +12,10 @@ Importing this package registers every objective (no other import is needed):
 The registry itself (:data:`LOSSES`, :func:`register_loss`, :func:`get_loss`), :class:`BaseLoss` and
 :func:`elbo_terms` live in :mod:`vaemi.losses.base`.
 """
-from .base import LOSSES, BaseLoss, elbo_terms, get_loss, register_loss
-from .elbo import ELBOLoss
-from .mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss, generate_and_reencode, make_x_tilde
-from .vimae import VIMAELoss, truncated_noise
+from vaemi.losses.base import LOSSES, BaseLoss, elbo_terms, get_loss, register_loss
+from vaemi.losses.elbo import ELBOLoss
+from vaemi.losses.mi import AuxiliaryQ, InfoVAELoss, MITarget, VariationalMILoss, generate_and_reencode, make_x_tilde
+from vaemi.losses.vimae import VIMAELoss, truncated_noise
 
 __all__ = ["BaseLoss", "ELBOLoss", "LOSSES", "register_loss", "get_loss", "elbo_terms", "VariationalMILoss",
            "InfoVAELoss", "MITarget", "AuxiliaryQ", "make_x_tilde", "generate_and_reencode", "VIMAELoss",

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..models import VAE, VAEOutput
+from vaemi.models import VAE, VAEOutput
 
 __all__ = ["BaseLoss", "LOSSES", "register_loss", "get_loss", "elbo_terms"]
 

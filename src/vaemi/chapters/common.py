@@ -1,0 +1,92 @@
+"""What every chapter does first: validate its parameters against its schema, then set itself up (seeds, plotting
+style, device, the results collector, the data it cannot do without).
+
+Each chapter module declares one :class:`Chapter` (its id, title, parameter schema and cross-parameter checks).
+The notebook's ``parameters`` cell stays papermill's source of defaults and of ``--help-notebook``; the schema says
+what each value may be, once (a test holds the two to each other). The notebook then needs two calls::
+
+    params = chapter.validate(globals())        # fails in seconds, naming the parameter, before any data
+    R, device = chapter.start(params, data=["mnist"])
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from vaemi.book.params import Choice, validate
+from vaemi.book.results import Results
+from vaemi.chapters.figures import set_style
+from vaemi.data import ORIGIN_FALLBACK, planned_origin
+from vaemi.train import resolve_device, seed_everything
+
+__all__ = ["Chapter", "PROFILE", "expect_data"]
+
+#: The ``profile`` parameter of every chapter: the name of the parameter set, stored with the results.
+PROFILE = Choice(["smoke", "book", "paper", "custom"])
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter's identity and parameter schema.
+
+    Parameters
+    ----------
+    name : str
+        Short id: the notebook's stem and the results file's name.
+    title : str
+        Human-readable title (the scorecard shows it).
+    schema : mapping of str to checker
+        Every parameter of the notebook's ``parameters`` cell with what it may be (:mod:`vaemi.book.params`).
+    checks : sequence of callables
+        Cross-parameter checks, each called with the validated parameters; they raise
+        :class:`vaemi.book.params.ParameterError` (via :func:`vaemi.book.params.require`).
+    """
+
+    name: str
+    title: str
+    schema: Mapping[str, Any]
+    checks: Sequence[Callable[[dict[str, Any]], None]] = field(default_factory=tuple)
+
+    def validate(self, values: Mapping[str, Any], injected: Sequence[str] | None = None) -> dict[str, Any]:
+        """Check every parameter (typically ``globals()`` of the notebook) and the cross-parameter rules;
+        return the validated parameters. A name injected by papermill that the schema does not define is an
+        error naming the closest parameter."""
+        params = validate(values, self.schema, injected=injected)
+        for check in self.checks:
+            check(params)
+        return params
+
+    def start(self, params: dict[str, Any], *, data: str | Sequence[str] | None = None) -> tuple[Results, torch.device]:
+        """Set the chapter up: seed every sampler (``params["seed"]``), set the plotting style, pick the device,
+        create the :class:`~vaemi.book.results.Results` (with the device, the torch version and the chapter's
+        clock), and say which data the chapter will run on (:func:`expect_data`, for each dataset in ``data``
+        that the chapter cannot do without: a missing one stops here, before any work, unless it is MNIST and
+        ``params["allow_fallback"]``). Returns the results and the device."""
+        set_style()
+        seed_everything(params.get("seed", 0))
+        results = Results(self.name, self.title, params, profile=params.get("profile", "custom"))
+        device = resolve_device()
+        results.set_meta(device=str(device), torch_version=torch.__version__)
+        results.started = time.perf_counter()
+        for name in [data] if isinstance(data, str) else (data or []):
+            expect_data(results, name, allow_fallback=params.get("allow_fallback", True))
+        return results, device
+
+
+def expect_data(results: Results, name: str = "mnist", *, allow_fallback: bool = True) -> str:
+    """Say, before any training, which data the chapter will run on.
+
+    When the dataset's files are missing and cannot be downloaded, the packaged fallback stands in
+    (``allow_fallback``, MNIST only): a banner is shown at this place of the page and the chapter's estimates are
+    recorded, not asserted (:meth:`Results.mark_reduced`). When the fallback is not allowed (the paper profile),
+    :class:`vaemi.data.DatasetNotFoundError` is raised here, before any work, saying which files to put where.
+    Returns the origin that will be used.
+    """
+    origin = planned_origin(name, allow_fallback=allow_fallback)
+    results.meta.setdefault("data_planned", {})[name] = origin
+    if origin == ORIGIN_FALLBACK:
+        results.mark_reduced(f"{name}: the 5,000-digit packaged fallback stands in for the full dataset")
+    return origin

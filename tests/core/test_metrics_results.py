@@ -1,0 +1,53 @@
+import json
+import math
+
+import pytest
+import torch
+
+from vaemi import build_vae, get_loss, train
+from vaemi.measures.metrics import active_units, evaluate_elbo, iwae_log_likelihood
+from vaemi.book.results import Results
+from vaemi.book.records import load_all
+from vaemi.train.loop import seed_everything
+
+
+@pytest.fixture(scope="module")
+def trained():
+    seed_everything(0)
+    x = (torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    m = build_vae((1, 28, 28), 4, hidden=(64,))
+    train(m, get_loss("elbo"), x, epochs=5, batch_size=32, lr=3e-3, progress=False)
+    return m, x
+
+
+def test_iwae_bound_is_above_elbo_and_tightens(trained):
+    m, x = trained
+    elbo = evaluate_elbo(m, x[:128])["elbo"]
+    iw1 = iwae_log_likelihood(m, x[:128], k=1, seed=0)
+    iw50 = iwae_log_likelihood(m, x[:128], k=50, seed=0)
+    assert abs(iw1 - elbo) < 2.0  # K=1 is an unbiased estimate of the ELBO
+    assert iw50 > elbo
+
+
+def test_evaluate_elbo_parts_add_up(trained):
+    m, x = trained
+    ev = evaluate_elbo(m, x)
+    assert ev["kl"] == pytest.approx(sum(ev[f"kl/z_{j}"] for j in range(4)))
+    assert ev["elbo"] == pytest.approx(-(ev["rec"] + ev["kl"]))
+    au = active_units(m, x)
+    assert au.shape == (4,) and au.dtype == torch.bool
+
+
+def test_results_record_claim_save(tmp_path):
+    r = Results("demo", "Demo", {"seed": 0}, profile="smoke")
+    assert r.record("a", torch.tensor(1.5), paper=2.0) == 1.5
+    assert r.claim("ok", "one is less than two", 1 < 2)
+    assert not r.claim("soft", "fails softly", False, required=False)
+    assert not r.claim("deferred", "an estimate fails without stopping the chapter", False)
+    with pytest.raises(AssertionError, match="hard"):
+        r.claim("hard", "fails hard", False, kind="identity")
+    path = r.save(tmp_path)
+    d = json.loads(path.read_text())
+    assert d["entries"]["a"] == {"kind": "number", "value": 1.5, "paper": 2.0, "description": "", "unit": ""}
+    assert d["entries"]["soft"]["passed"] is False and d["params"] == {"seed": 0}
+    assert [x["chapter"] for x in load_all(tmp_path)] == ["demo"]

@@ -29,11 +29,16 @@ from typing import Any
 
 import yaml
 
+from vaemi.book import ledger
+from vaemi.book.records import load_all
 from vaemi.data import default_root
 
-__all__ = ["execute", "render", "prepare", "notebooks", "toc_files", "repo_root", "profile_parameters", "execution_key", "dirty_notebooks", "main"]
+__all__ = ["execute", "render", "prepare", "notebooks", "chapters", "check_ledger", "publish_data", "toc_files", "repo_root", "profile_parameters", "execution_key", "dirty_notebooks", "main"]
 
 SCORECARD = "scorecard"
+LEDGER = "ledger"
+#: Pages executed after the chapters, from their results files (their key hashes every results file).
+SUMMARY_PAGES = (LEDGER, SCORECARD)
 KERNEL = "vaemi"  # the project's own kernelspec: this interpreter, whatever ``python3`` kernels a user has
 PROFILES = ("book", "smoke", "paper")
 _PKG = Path(__file__).resolve().parents[1]  # the vaemi package
@@ -71,7 +76,12 @@ def toc_files(root: Path) -> list[str]:
 def notebooks(root: Path) -> list[Path]:
     """Notebooks of the toc, chapters first and the scorecard last."""
     nbs = [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
-    return sorted(nbs, key=lambda p: p.stem == SCORECARD)
+    return sorted(nbs, key=lambda p: SUMMARY_PAGES.index(p.stem) + 1 if p.stem in SUMMARY_PAGES else 0)
+
+
+def chapters(root: Path) -> list[Path]:
+    """The chapter notebooks of the toc (every notebook but the summary pages), in book order."""
+    return [nb for nb in notebooks(root) if nb.stem not in SUMMARY_PAGES]
 
 
 def profile_parameters(root: Path, profile: str, nb: Path) -> dict[str, Any]:
@@ -199,7 +209,11 @@ def execution_key(root: Path, nb: Path, params: dict[str, Any], results: Path) -
         if f.is_file():
             h.update(f.relative_to(root).as_posix().encode())
             h.update(f.read_bytes())
-    if nb.stem == SCORECARD:
+    for f in sorted((root / "ledger").glob("*")):  # the ledger: the chapters' replication summaries and its page
+        if f.is_file():
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    if nb.stem in SUMMARY_PAGES:
         for f in sorted(results.glob("*.json")):
             d = json.loads(f.read_text())
             d.pop("written", None)
@@ -265,6 +279,8 @@ def _copy_sources(root: Path, staging: Path) -> None:
     records = root / "sweeps" / "results"  # the published sweeps that the "why the numbers differ" sections read
     if records.is_dir():
         shutil.copytree(records, staging / "sweeps" / "results", dirs_exist_ok=True)
+    if (root / "ledger").is_dir():  # the ledger, which the chapters' summaries and the ledger page read
+        shutil.copytree(root / "ledger", staging / "ledger", dirs_exist_ok=True)
     for f in (root / "book").rglob("*"):
         if f.is_file() and f.suffix != ".ipynb" and ".ipynb_checkpoints" not in f.parts:
             dst = staging / f.relative_to(root)
@@ -311,13 +327,17 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
     _copy_sources(root, staging)
     os.environ["VAEMI_RESULTS_DIR"] = str(results.resolve())
     os.environ["VAEMI_PROGRESS"] = "terminal"  # the kernels' training bars go to this terminal, not the pages
+    checked = False
     for nb in notebooks(root):
-        if only and nb.stem not in only and nb.stem != SCORECARD:
+        if only and nb.stem not in only and nb.stem not in SUMMARY_PAGES:
             continue
+        if nb.stem in SUMMARY_PAGES and not checked:
+            check_ledger(root, results)
+            checked = True
         params = run_parameters(root, profile, nb, overrides)
         key = execution_key(root, nb, params, results)
         target = staging / nb.relative_to(root)
-        results_missing = nb.stem != SCORECARD and not (results / f"{nb.stem}.json").exists()
+        results_missing = nb.stem not in SUMMARY_PAGES and not (results / f"{nb.stem}.json").exists()
         if not force and not results_missing and _stored_key(target) == key:
             refreshed = sync_prose(nb, target)
             print(f"[book] {nb.stem}: unchanged, not re-executed" + (" (prose refreshed)" if refreshed else ""),
@@ -335,12 +355,31 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         except pm.PapermillExecutionError as e:
             raise SystemExit(f"[book] {nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                              f"        the executed notebook is at {tmp}") from None
-        if nb.stem == SCORECARD:  # its key depends on results that exist only now
+        if nb.stem in SUMMARY_PAGES:  # its key depends on results that exist only now
             key = execution_key(root, nb, params, results)
         _finish_notebook(tmp, key, profile, params)
         os.replace(tmp, target)
         print(f"[book] {nb.stem}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return staging
+
+
+def check_ledger(root: Path, results: Path) -> None:
+    """Hold the ledger to the chapters' results files (:func:`vaemi.book.ledger.check`): stop the build naming every
+    item whose claim the chapter did not record and every claim that belongs to no item."""
+    problems = ledger.check(ledger.load(root / "ledger"), load_all(results))
+    if problems:
+        raise SystemExit("[book] the ledger and the chapters disagree:\n" + "\n".join(f"  - {p}" for p in problems))
+    print("[book] ledger: every item's claims were recorded, every claim belongs to an item", flush=True)
+
+
+def publish_data(results: Path, staging: Path) -> Path:
+    """Copy the results files (and the figures' folder is left out) into the site's static files
+    (``_static/data/results/<chapter>.json``), for the download links of every chapter page."""
+    dst = staging / "_vendor" / "data" / "results"
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in results.glob("*.json"):
+        shutil.copy2(f, dst / f.name)
+    return dst
 
 
 def render(staging: Path, out: Path, strict: bool = True) -> Path:
@@ -421,6 +460,7 @@ def main(argv: list[str] | None = None) -> None:
         out = out.resolve()
         t0 = time.perf_counter()
         staging = execute(root, a.profile, out, a.force, a.only, overrides)
+        publish_data(out / "_build" / "results", staging)
         html = render(staging, out, strict=not a.no_strict)
         print(f"[book] built {html} in {time.perf_counter() - t0:.0f} s; results in {out / '_build' / 'results'}")
     elif a.cmd == "prepare":

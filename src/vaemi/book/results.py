@@ -1,33 +1,46 @@
 """Numbers and claims of a chapter: glued into the page and written to a results file.
 
-Each chapter creates one :class:`Results`. ``record`` stores a number (optionally beside the
-paper's) and glues it for ``{glue:text}`` in the text; ``claim`` records a statement of the paper
-with its verdict and glues the verdict for ``{glue:md}``. ``finish`` (the chapter's last cell)
-writes ``<results dir>/<chapter>.json``, which the scorecard page collects, shows every claim, and
-asserts that every *required* claim held.
+Each chapter creates one :class:`Results` (:meth:`vaemi.chapters.common.Chapter.start`). ``record`` stores a number
+(optionally beside the paper's) and glues it for ``{glue:text}`` in the text; ``claim`` records a statement with its
+verdict and glues the verdict for ``{glue:md}``. ``finish`` (the chapter's last cell) writes
+``<results dir>/<chapter>.json``, which the scorecard and the ledger pages collect.
 
-Two kinds of claims
--------------------
+How a claim is decided (``kind``)
+---------------------------------
 ``identity``
-    Holds to float precision whatever the seed (an algebraic identity, a closed form against
-    another closed form). Asserted at once: a failure is a bug, and the chapter stops there.
+    Exact: holds to float precision whatever the seed (an algebraic identity, a closed form against another
+    closed form). A failure is a bug: the chapter stops there.
 ``estimate``
-    A statement about random quantities (Monte Carlo, training). Its threshold is stated in
-    standard errors computed by the run, or in a margin the chapter justifies. Recorded where it
-    is computed, never stopping the chapter midway; ``finish`` asserts all of them together and
-    lists every required claim that did not hold. So a reader's re-run with another seed
-    completes and shows what held, and the book build and nbval still fail on a broken claim.
+    A statement about random quantities (Monte Carlo, training), judged against a threshold stated in standard
+    errors computed by the run (or a margin the chapter justifies). Three outcomes: it *holds*, it *fails*, or it
+    is *inconclusive* when the interval of the estimate straddles the threshold (or the sample is too small to
+    decide): :func:`decide` gives the verdict. An inconclusive check is reported as such and never asserted.
 
-A claim is *required* unless the chapter says otherwise (``required=False``: claims that need
-book-scale training, in the smoke profile) or the run uses reduced data (the packaged 5,000-digit
-MNIST fallback): then estimates are recorded, not asserted.
+What a claim is for (``group``)
+-------------------------------
+``derivation``
+    Checks an equation or a step of a source's argument numerically (an identity, or a closed form against
+    Monte Carlo). It verifies that derivation item of the ledger. Asserted: a failure is a bug in the derivation
+    or in our code.
+``consistency``
+    A theorem that holds for any model (IWAE >= ELBO, InfoNCE <= I_q <= rate, Jensen on the same samples), or a
+    check that our code does what it says. Asserted, and shown, but never counted as reproducing a claim.
+``source``
+    An experimental claim of the source, judged by the criterion of its ledger item (written from the source's
+    words before looking at our numbers). A *verdict, not a gate*: recorded, never asserted, so a re-run at any
+    seed finishes with its verdicts.
+``ours``
+    A statement the source does not make (a looser or stronger variant, an observation of ours): shown, not
+    asserted, never counted for the source.
 
-Values that are not finite are written as ``null`` with the entry's ``nonfinite`` list naming
-where they were (the files are always valid JSON); a claim whose value is not finite is "not
-evaluated", never "holds".
+So the build fails on a broken identity, derivation check or consistency check, never because a paper's claim
+did not reproduce. On reduced data (the packaged 5,000-digit MNIST fallback) the chapter says so with a banner;
+the assertions do not change, since none of them depends on the data being complete.
 
-The results folder is ``$VAEMI_RESULTS_DIR`` (the book build sets ``_build/results``), else
-``./results``.
+Values that are not finite are written as ``null`` with the entry's ``nonfinite`` list naming where they were (the
+files are always valid JSON); a claim whose value is not finite is "not evaluated", never "holds".
+
+The results folder is ``$VAEMI_RESULTS_DIR`` (the book build sets ``_build/results``), else ``./results``.
 """
 from __future__ import annotations
 
@@ -40,18 +53,49 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Results", "results_dir", "claim_group", "GROUPS", "IDENTITY", "ESTIMATE", "HOLDS", "FAILS", "NOT_EVALUATED"]
+__all__ = ["Results", "results_dir", "claim_group", "decide", "glue_markdown", "GROUPS", "ASSERTED_GROUPS", "IDENTITY", "ESTIMATE",
+           "HOLDS", "FAILS", "INCONCLUSIVE", "NOT_EVALUATED", "STATUSES"]
 
 IDENTITY, ESTIMATE = "identity", "estimate"
-HOLDS, FAILS, NOT_EVALUATED = "holds", "fails", "not evaluated"
-GROUPS = {"source": "Claims of the source", "derivation": "Derivation checks", "ours": "Our additional checks"}
+HOLDS, FAILS, INCONCLUSIVE, NOT_EVALUATED = "holds", "fails", "inconclusive", "not evaluated"
+STATUSES = (HOLDS, FAILS, INCONCLUSIVE, NOT_EVALUATED)
+GROUPS = {"source": "Claims of the source", "derivation": "Derivation checks",
+          "consistency": "Consistency checks (theorems that hold for any model; never counted as reproduced)",
+          "ours": "Our additional checks"}
+#: The groups whose failure fails the build (a bug in a derivation or in our code).
+ASSERTED_GROUPS = frozenset({"derivation", "consistency"})
 _NOT_STATED = ("not stated", "(not reported)", "not reported", "not measured", "(not stated")
-_VERDICT_MD = {HOLDS: "holds", FAILS: "does **not** hold", NOT_EVALUATED: "could **not** be evaluated"}
+_VERDICT_MD = {HOLDS: "holds", FAILS: "does **not** hold", INCONCLUSIVE: "is **inconclusive** at this sample size",
+               NOT_EVALUATED: "could **not** be evaluated"}
+
+
+def decide(estimate: float, se: float, threshold: float, *, above: bool, z: float = 2.0,
+           min_ess: float | None = None, ess: float | None = None) -> bool | str | None:
+    """The verdict of "``estimate`` is above (``above=True``) or below ``threshold``", judged in standard errors.
+
+    Holds when the whole interval ``estimate ± z·se`` is on the claimed side, fails when it is entirely on the other
+    side, and is :data:`INCONCLUSIVE` when it straddles the threshold, or when an effective sample size ``ess`` is
+    given and is below ``min_ess`` (too few effective samples for the standard error to mean anything). ``None``
+    (not evaluated) when the estimate or its standard error is not finite.
+
+    Returns
+    -------
+    True, False, :data:`INCONCLUSIVE` or None
+        To be passed as ``passed`` to :meth:`Results.claim`.
+    """
+    if not (math.isfinite(estimate) and math.isfinite(se)) or se < 0:
+        return None
+    if min_ess is not None and (ess is None or not math.isfinite(ess) or ess < min_ess):
+        return INCONCLUSIVE
+    lo, hi = estimate - z * se, estimate + z * se
+    if above:
+        return True if lo > threshold else (False if hi < threshold else INCONCLUSIVE)
+    return True if hi < threshold else (False if lo > threshold else INCONCLUSIVE)
 
 
 def claim_group(entry: dict[str, Any]) -> str:
-    """``"source"``, ``"derivation"`` or ``"ours"``: the entry's own ``group``, else inferred (an identity
-    is a derivation check; a claim whose source statement is "not stated/reported/measured" is ours)."""
+    """The entry's own ``group`` (:data:`GROUPS`), else inferred (an identity is a derivation check; a claim whose
+    source statement is "not stated/reported/measured" is ours; the rest are the source's)."""
     if entry.get("group") in GROUPS:
         return entry["group"]
     if entry.get("type") == "identity":
@@ -60,7 +104,6 @@ def claim_group(entry: dict[str, Any]) -> str:
     if paper is None or str(paper).strip().lower().startswith(_NOT_STATED):
         return "ours"
     return "source"
-
 
 
 def results_dir() -> Path:
@@ -78,7 +121,8 @@ def _glue(name: str, value: Any) -> None:
         pass
 
 
-def _glue_markdown(name: str, text: str) -> None:
+def glue_markdown(name: str, text: str) -> None:
+    """Glue ``text`` as Markdown (for ``{glue:md}``); a no-op outside a notebook build."""
     try:
         from IPython.display import Markdown
     except ImportError:
@@ -156,7 +200,7 @@ class Results:
         self.params = jsonable(dict(params))
         self.entries: dict[str, dict[str, Any]] = {}
         self.meta: dict[str, Any] = {}
-        self.reduced_data: str | None = None  # why estimates are not asserted (reduced data), if they are not
+        self.reduced_data: str | None = None  # why the run is on reduced data, if it is
         self.started: float | None = None  # time.perf_counter() at the chapter's start: finish records the minutes
 
     # ------------------------------------------------------------------ facts about the run
@@ -180,8 +224,8 @@ class Results:
                 self.mark_reduced(f"{data.name}: {data.source}")
 
     def mark_reduced(self, reason: str) -> None:
-        """Say that the run uses reduced data (``reason``): a banner at this place of the page, and estimates from
-        here on are recorded, not asserted."""
+        """Say that the run uses reduced data (``reason``): a banner at this place of the page, and the reason in the
+        results file (the scorecard and the ledger show it)."""
         if self.reduced_data is not None:
             return
         self.reduced_data = reason
@@ -193,8 +237,7 @@ class Results:
         _display(HTML(
             '<div class="admonition warning"><p class="admonition-title">Built on reduced data</p>'
             f"<p>This page was built on reduced data ({reason}). Its numbers are not comparable with the "
-            "paper's, and the claims that need the full dataset are recorded with their verdict, not "
-            "asserted. Put the full dataset in place (see the message printed here) and rebuild.</p></div>"))
+            "paper's. Put the full dataset in place (see the message printed here) and rebuild.</p></div>"))
 
     # ------------------------------------------------------------------ numbers and claims
     def record(self, key: str, value: Any, *, paper: Any = None, description: str = "", unit: str = "") -> Any:
@@ -220,99 +263,109 @@ class Results:
         """``record(prefix + key, value, unit=unit, paper=paper.get(key))`` for every item; returns them."""
         return {k: self.record(f"{prefix}{k}", v, unit=unit, paper=(paper or {}).get(k)) for k, v in values.items()}
 
-    def claim(self, key: str, statement: str, passed: bool | None, *, ours: Any = None, paper: Any = None,
-              kind: str = ESTIMATE, required: bool = True, group: str | None = None) -> bool:
-        """Record a claim of the source document with its verdict (glued as ``key``).
+    def claim(self, key: str, statement: str, passed: bool | str | None, *, ours: Any = None, paper: Any = None,
+              kind: str = ESTIMATE, group: str | None = None, fails_if: str | None = None) -> bool:
+        """Record a claim with its verdict (glued as ``key`` for ``{glue:md}``).
 
         Parameters
         ----------
         key : str
-            Id of the claim (the glue name of its verdict).
+            Id of the claim (the glue name of its verdict; the ledger names it).
         statement : str
-            The claim, with its threshold (e.g. "within 3 standard errors").
-        passed : bool or None
-            Our verdict; ``None`` when it could not be evaluated.
+            The claim with its threshold ("within 3 standard errors", "by more than 2 SE").
+        passed : bool, :data:`INCONCLUSIVE` or None
+            Our verdict: True (holds), False (fails), :data:`INCONCLUSIVE` (the estimate cannot decide, see
+            :func:`decide`), ``None`` (could not be evaluated: data missing, a non-finite value).
         ours, paper : optional
-            Our value(s) and the paper's number or statement. A non-finite number in ``ours`` makes
-            the claim "not evaluated".
-        kind : {"estimate", "identity"}
-            An identity is asserted at once (it holds whatever the seed); an estimate is asserted by
-            :meth:`finish`.
-        required : bool
-            Whether :meth:`finish` asserts it (estimates on reduced data never are).
-        group : {"source", "derivation", "ours"}, optional
-            For the scorecard: a claim of the source, a check of a derivation, or our own additional
-            check. Default: an identity, or any claim made before the chapter used data, is a
-            derivation check; a claim whose ``paper`` says "not stated/reported/measured" is ours;
-            the rest are the source's.
+            Our value(s) and the source's number or statement. A non-finite number in ``ours`` makes the claim "not
+            evaluated".
+        kind : {"identity", "estimate"}
+            An identity must hold exactly (it is never inconclusive); an estimate is judged in standard errors.
+        group : {"derivation", "consistency", "source", "ours"}, optional
+            What the claim is for (module docstring); default :func:`claim_group`.
+        fails_if : str, optional
+            The result that would make the claim fail, in words (shown with it; for a source claim, what our run
+            would have to show to refute the source).
 
         Returns
         -------
         bool
             True when the claim holds.
+
+        Raises
+        ------
+        AssertionError
+            An identity of the derivation or consistency groups did not hold (a bug: the chapter stops here).
         """
         if kind not in (IDENTITY, ESTIMATE):
             raise ValueError(f"claim {key!r}: kind must be {IDENTITY!r} or {ESTIMATE!r}, got {kind!r}")
-        if group is None:
-            group = "derivation" if "datasets" not in self.meta else claim_group({"type": kind, "paper": paper})
-        elif group not in ("source", "derivation", "ours"):
-            raise ValueError(f"claim {key!r}: group must be 'source', 'derivation' or 'ours', got {group!r}")
+        group = claim_group({"group": group, "type": kind, "paper": paper}) if group is None else group
+        if group not in GROUPS:
+            raise ValueError(f"claim {key!r}: group must be one of {list(GROUPS)}, got {group!r}")
+        if kind == IDENTITY and passed == INCONCLUSIVE:
+            raise ValueError(f"claim {key!r}: an identity holds or fails; only an estimate can be inconclusive")
+        if passed not in (True, False, None, INCONCLUSIVE) and not isinstance(passed, (bool, int)):
+            if hasattr(passed, "item"):  # a numpy or torch boolean
+                passed = bool(passed.item())
+            else:
+                raise TypeError(f"claim {key!r}: passed must be True, False, {INCONCLUSIVE!r} or None, got {passed!r}")
         bad: list[str] = []
         value = jsonable(ours, "$", bad)
         if passed is None or bad:
             status = NOT_EVALUATED
+        elif passed == INCONCLUSIVE:
+            status = INCONCLUSIVE
         else:
             status = HOLDS if bool(passed) else FAILS
         entry = {"kind": "claim", "type": kind, "group": group, "statement": statement, "status": status,
-                 "passed": status == HOLDS if status != NOT_EVALUATED else None,
-                 "value": value, "paper": jsonable(paper), "required": bool(required)}
+                 "passed": {HOLDS: True, FAILS: False}.get(status), "value": value, "paper": jsonable(paper),
+                 "asserted": group in ASSERTED_GROUPS}
+        if fails_if:
+            entry["fails_if"] = fails_if
         if bad:
             entry["nonfinite"] = bad
-        if kind == ESTIMATE and required and self.reduced_data is not None:
-            entry["required"] = False
-            entry["not_required_because"] = "reduced data"
-        elif not required:
-            entry["not_required_because"] = f"profile {self.profile}"
         self.entries[key] = entry
-        _glue_markdown(key, _VERDICT_MD[status])
-        if kind == IDENTITY and status != HOLDS:
+        glue_markdown(key, _VERDICT_MD[status])
+        if kind == IDENTITY and group in ASSERTED_GROUPS and status != HOLDS:
             raise AssertionError(f"identity {key!r} {status}: {statement} (ours: {ours!r}; paper: {paper!r})")
         return status == HOLDS
 
     def claims(self) -> list[dict[str, Any]]:
-        """Every claim so far, as ``{"key", "type", "status", "required", "statement", "value", "paper"}``."""
-        return [{"key": k, **{f: e.get(f) for f in ("type", "status", "required", "statement", "value", "paper")}}
+        """Every claim so far, as ``{"key", "type", "group", "status", "asserted", "statement", "value", "paper"}``."""
+        return [{"key": k, **{f: e.get(f) for f in ("type", "group", "status", "asserted", "statement", "value", "paper")}}
                 for k, e in self.entries.items() if e["kind"] == "claim"]
 
     def unmet(self) -> list[dict[str, Any]]:
-        """The required claims that did not hold (failed or not evaluated)."""
-        return [c for c in self.claims() if c["required"] and c["status"] != HOLDS]
+        """The asserted claims (derivation and consistency checks) that failed. An inconclusive or unevaluated
+        check is reported, not asserted; a source's claim is a verdict, never asserted."""
+        return [c for c in self.claims() if c["asserted"] and c["status"] == FAILS]
 
     def finish(self, directory: str | Path | None = None):
-        """The chapter's last step: save the results file, show every claim, and assert that every
-        required claim held (listing all that did not).
+        """The chapter's last step: save the results file, show every claim, and assert that every derivation and
+        consistency check held (listing all that failed).
 
         Returns
         -------
         pandas.DataFrame
-            One row per claim (key, kind, verdict, asserted, statement).
+            One row per claim (key, group, kind, verdict, asserted, statement).
         """
-        import pandas as pd
+        import pandas as pd  # only here: the table the chapter shows last
 
         if self.started is not None and "chapter_minutes" not in self.entries:
             self.record("chapter_minutes", (time.perf_counter() - self.started) / 60, unit="min")
         path = self.save(directory)
-        table = pd.DataFrame([{"claim": c["key"], "kind": c["type"], "verdict": c["status"],
-                               "asserted": "yes" if c["required"] else "no", "statement": c["statement"]}
+        table = pd.DataFrame([{"claim": c["key"], "group": c["group"], "kind": c["type"], "verdict": c["status"],
+                               "asserted": "yes" if c["asserted"] else "no", "statement": c["statement"]}
                               for c in self.claims()])
-        held = sum(c["status"] == HOLDS for c in self.claims())
-        print(f"results written to {path.name} in the results folder; {held} of {len(table)} claims hold")
+        counts = {s: sum(c["status"] == s for c in self.claims()) for s in STATUSES}
+        print(f"results written to {path.name} in the results folder; "
+              + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(table)} claims)")
         unmet = self.unmet()
         if unmet:
             _display(table)
-            lines = "\n".join(f"  - {c['key']} ({c['status']}): {c['statement']}; ours: {c['value']!r}"
-                              for c in unmet)
-            raise AssertionError(f"{len(unmet)} required claim(s) of {self.chapter!r} did not hold:\n{lines}")
+            lines = "\n".join(f"  - {c['key']} ({c['group']}): {c['statement']}; ours: {c['value']!r}" for c in unmet)
+            raise AssertionError(f"{len(unmet)} check(s) of {self.chapter!r} failed (a derivation or consistency check "
+                                 f"fails only on a bug):\n{lines}")
         return table
 
     def figure(self, name: str, fig, dpi: int = 110) -> None:

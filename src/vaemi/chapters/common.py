@@ -7,6 +7,8 @@ what each value may be, once (a test holds the two to each other). The notebook 
 
     params = chapter.validate(globals())        # fails in seconds, naming the parameter, before any data
     R, device = chapter.start(params, data=["mnist"])
+    ...
+    chapter.finish(R)                            # the last cell: results file, replication summary, assertions
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from vaemi.book import ledger
 from vaemi.book.params import Choice, validate
-from vaemi.book.results import Results
+from vaemi.book.results import Results, glue_markdown
 from vaemi.chapters.figures import set_style
 from vaemi.data import ORIGIN_FALLBACK, planned_origin
 from vaemi.train import resolve_device, seed_everything
@@ -74,6 +77,20 @@ class Chapter:
         for name in [data] if isinstance(data, str) else (data or []):
             expect_data(results, name, allow_fallback=params.get("allow_fallback", True))
         return results, device
+
+    def finish(self, results: Results):
+        """The chapter's last cell: glue the replication summary of this run (``ledger_summary``: the source's items
+        and their verdicts, from ``ledger/<chapter>.yaml``, for the summary at the top of the page), then
+        :meth:`Results.finish` (write the results file, show every claim, assert the derivation and consistency
+        checks). Returns the table of claims."""
+        docs = ledger.load()
+        if self.name in docs:
+            data = ledger.export({self.name: docs[self.name]}, [results.to_dict()])
+            results.set_meta(ledger_counts=data["documents"][0]["counts"])
+            glue_markdown("ledger_summary", ledger.summary_markdown(data, self.name))
+        else:
+            glue_markdown("ledger_summary", "This chapter has no ledger file (`ledger/<chapter>.yaml`) yet.")
+        return results.finish()
 
 
 def expect_data(results: Results, name: str = "mnist", *, allow_fallback: bool = True) -> str:

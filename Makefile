@@ -14,7 +14,7 @@ endif
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup check-clean bench clean lock
+.PHONY: book test setup check-clean bench clean lock pdf
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (set PYTHON=python3.11)")'
@@ -30,6 +30,10 @@ setup: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m vaemi.book build --profile book
+
+# The whole book as one PDF (_build/pdf/book.pdf), offline: the built pages printed by Debian's Chromium.
+pdf: book
+	$(PY) -m vaemi.book pdf
 
 # The tests never read or fill the user's model cache. nbval runs the chapters at the smoke profile with
 # seed 1 (the strict smoke build in tests/test_book.py uses the profile's seed 0, the offline build seed 3):

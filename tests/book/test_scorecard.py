@@ -29,7 +29,8 @@ class _Data:
 
 def _run(tmp_path):
     r = Results("demo", "Demo chapter", {"seed": 0})
-    r.claim("mc_check", "a Monte Carlo check made before any data", True, paper="eq. 2")
+    r.claim("mc_check", "a Monte Carlo check of a derivation", True, paper="eq. 2", group="derivation")
+    r.claim("theorem", "IWAE >= ELBO on our samples", True, group="consistency")
     r.use_data(_Data())
     r.claim("id1", "an identity", True, kind="identity", paper="eq. 1", ours=1e-16)
     r.claim("src_ok", "the source's claim A", True, ours=[1.0, 2.0], paper="A (Fig. 2)")
@@ -53,9 +54,11 @@ def test_render_headline_links_and_failures(tmp_path):
     assert anchors["src_ok"] == "demo-part-1"
     h = headline([run])
     assert h[0]["source_held"] == 1 and h[0]["source_not"] == 1 and h[0]["derivation"] == 2 and h[0]["ours"] == 2
+    assert h[0]["consistency"] == 1
     page = render([run], book)
     assert "demo.html#demo-part-1" in page and "demo.html#demo-part-2" in page
     assert "does not hold" in page and "✅" not in page and "❌" not in page
+    assert "Consistency checks" in page and "never counted" in page
     assert "1.000 → 2.000" in page or "1 → 2" in page
     not_reproduced = page.split("did not reproduce")[1]
     assert "the source&#x27;s claim B" in not_reproduced and "claim A" not in not_reproduced

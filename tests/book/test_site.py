@@ -86,13 +86,25 @@ def test_no_path_of_the_build_machine(site):
             assert path not in text, f"{page.relative_to(html)} shows a path of the build machine: {path}"
 
 
+#: Role or directive text that only shows when MyST did not render it (e.g. a glue role inside inline code).
+LEFTOVERS = re.compile(r"\{(glue(:[a-z]+)?|cite(:[a-z]+)?|ref|numref|doc|eq|download|term)\}|^\s*:::|```\{", re.M)
+
+
 def test_nothing_unrendered(site):
     _, html, pages = site
-    leftovers = re.compile(r"\{(glue|glue:text|glue:md|glue:figure|cite|cite:t|ref|numref|doc|eq)\}`")
     for page, p in pages.items():
-        m = leftovers.search(p.visible)
-        assert not m, f"{page.relative_to(html)}: unrendered role {m.group(0)!r}"
+        m = LEFTOVERS.search(p.visible)
+        assert not m, f"{page.relative_to(html)}: unrendered role or directive {m.group(0)!r}: ...{p.visible[max(m.start() - 60, 0):m.end() + 60]}..."
         assert "Traceback (most recent call last)" not in p.visible, f"{page.relative_to(html)}: a traceback"
+
+
+def test_the_unrendered_check_catches_a_glue_role_in_inline_code():
+    page = _Page()
+    page.feed("<p>x_tilde = <code>{glue:text}</code><code>x_tilde_used</code>, and <code>:::{note}</code></p>")
+    assert LEFTOVERS.search(" ".join(page.text))
+    page = _Page()
+    page.feed("<p>x_tilde = relaxed</p><pre>{glue:text}`in a code block, shown on purpose`</pre>")
+    assert not LEFTOVERS.search(" ".join(page.text))
 
 
 def test_every_chapter_has_its_page_figures_and_scorecard_section(site):
@@ -101,7 +113,7 @@ def test_every_chapter_has_its_page_figures_and_scorecard_section(site):
     for nb in book.notebooks(ROOT):
         page = html / "book" / f"{nb.stem}.html"
         assert page in pages, f"no page for {nb.stem}"
-        if nb.stem == book.SCORECARD:
+        if nb.stem in book.SUMMARY_PAGES:
             continue
         n_figures = sum("".join(c["source"]).count("{glue:figure}") for c in json.loads(nb.read_text())["cells"])
         assert len(pages[page].images) >= n_figures, f"{nb.stem}: {n_figures} figures, {len(pages[page].images)} images"
@@ -181,3 +193,34 @@ def test_pages_render_in_a_browser_with_the_network_off(site, tmp_path):
         source = page.read_text()
         if "\\(" in source or "\\[" in source:
             assert res["math"] > 0, f"{nb.stem}: MathJax did not run (offline)"
+
+
+def test_every_chapter_offers_its_downloads_from_the_site_itself(site):
+    """The executed notebook, the chapter's results file and the ledger's export, linked at the top of every chapter
+    page and served by the site (they work offline)."""
+    _, html, pages = site
+    for nb in book.chapters(ROOT):
+        page = html / "book" / f"{nb.stem}.html"
+        links = [h for h in pages[page].links if h.endswith((".ipynb", ".json"))]
+        wanted = {f"{nb.stem}.ipynb", f"{nb.stem}.json", "ledger.json"}
+        assert {Path(urlparse(h).path).name for h in links} >= wanted, f"{nb.stem}: downloads {links}"
+        for h in links:
+            assert not urlparse(h).scheme, f"{nb.stem}: a download from outside the site: {h}"
+            f = (page.parent / unquote(urlparse(h).path)).resolve()
+            assert f.is_file() and f.stat().st_size > 0, f"{nb.stem}: the download {h} is missing"
+        results = json.loads((html / "_static" / "data" / "results" / f"{nb.stem}.json").read_text())
+        assert results["chapter"] == nb.stem and results["entries"]
+    export = json.loads((html / "_static" / "data" / "ledger.json").read_text())
+    assert {d["chapter"] for d in export["documents"]} == {nb.stem for nb in book.chapters(ROOT)}
+
+
+def test_status_and_ledger_pages_cover_every_chapter(site):
+    _, html, pages = site
+    status = pages[html / "book" / "status.html"]
+    ledger = pages[html / "book" / "ledger.html"]
+    for nb in book.chapters(ROOT):
+        assert f"{nb.stem}.html" in " ".join(status.links), f"the status page has no row for {nb.stem}"
+        assert f"ledger-{nb.stem}" in ledger.ids, f"the ledger page has no section for {nb.stem}"
+    for word in ("profile", "wall time", "models trained", "claims that hold", "Python", "torch", "CUDA", "commit"):
+        assert word in status.visible, f"the status page does not say {word!r}"
+    assert "not testable here" in ledger.visible and "criterion" in ledger.visible

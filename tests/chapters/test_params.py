@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT
-from vaemi.book.build import notebooks
+from vaemi.book.build import chapters, notebooks
 from vaemi.book.params import Bool, Choice, Float, Int, ListOf, ParameterError, Str, require, validate
 
 
@@ -55,7 +55,7 @@ def test_papermill_documents_every_parameter(nb):
         assert p.inferred_type_name != "None", f"{nb.name}: parameter {p.name!r} has no type annotation"
 
 
-CHAPTERS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"]
+CHAPTERS = chapters(ROOT)
 # papermill's `-p` values as it parses them; the last is inconsistent with n_train (a cross-parameter check)
 BAD = [("epochs", -1, "epochs"), ("dataset", "imagenet", "dataset"), ("lr", 0, "lr"), ("seed", 1.5, "seed"),
        ("batch_size", 5000, "batch_size")]

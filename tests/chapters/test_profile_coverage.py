@@ -7,9 +7,9 @@ import yaml
 
 from conftest import ROOT, chapter_of, notebook_defaults
 from vaemi.book import params as P
-from vaemi.book.build import notebooks
+from vaemi.book.build import chapters
 
-CHAPTERS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"]
+CHAPTERS = chapters(ROOT)
 
 
 @pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)

@@ -5,9 +5,9 @@ import pytest
 
 from conftest import ROOT, chapter_of, notebook_defaults, parameters_cell
 from vaemi.book import params as P
-from vaemi.book.build import notebooks
+from vaemi.book.build import chapters
 
-NOTEBOOKS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"] + sorted((ROOT / "sweeps").glob("*.ipynb"))
+NOTEBOOKS = chapters(ROOT) + sorted((ROOT / "sweeps").glob("*.ipynb"))
 TYPES = {P.Int: "int", P.Float: "float", P.Bool: "bool", P.Choice: "str", P.Str: "str", P.ListOf: "list"}
 
 

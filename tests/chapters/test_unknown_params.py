@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from vaemi.book.build import notebooks
+from vaemi.book.build import chapters
 from vaemi.book.params import Int, ParameterError, injected_names, validate
 
 pytestmark = pytest.mark.slow  # kernels, builds or clusters: minutes; left out of `-m 'not slow'`
 
-CHAPTERS = [nb for nb in notebooks(ROOT) if nb.stem != "scorecard"]
+CHAPTERS = chapters(ROOT)
 
 
 def test_injected_names_reads_papermills_cell():

@@ -42,10 +42,10 @@ def test_results_record_claim_save(tmp_path):
     r = Results("demo", "Demo", {"seed": 0}, profile="smoke")
     assert r.record("a", torch.tensor(1.5), paper=2.0) == 1.5
     assert r.claim("ok", "one is less than two", 1 < 2)
-    assert not r.claim("soft", "fails softly", False, required=False)
-    assert not r.claim("deferred", "an estimate fails without stopping the chapter", False)
+    assert not r.claim("soft", "a source's claim fails as a verdict", False, group="source")
+    assert not r.claim("deferred", "a check fails without stopping the chapter", False, group="consistency")
     with pytest.raises(AssertionError, match="hard"):
-        r.claim("hard", "fails hard", False, kind="identity")
+        r.claim("hard", "fails hard", False, kind="identity", group="derivation")
     path = r.save(tmp_path)
     d = json.loads(path.read_text())
     assert d["entries"]["a"] == {"kind": "number", "value": 1.5, "paper": 2.0, "description": "", "unit": ""}

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import ROOT
 from vaemi.book import records
+from vaemi.book.machine import cores
 from vaemi.sweep import cli, plan, publish, run, tables
 
 pytestmark = pytest.mark.slow  # kernels, builds or clusters: minutes; left out of `-m 'not slow'`
@@ -62,7 +63,7 @@ def test_every_run_lands_in_its_own_folder(swept):
     for x in m["runs"]:
         assert x["status"] == "done" and x["error"] is None and not x["skipped"]
         assert x["seconds"] > 0 and x["worker"].startswith("tcp://127.0.0.1:")
-        assert x["threads"] == max(1, run.cores() // 2)  # 2 workers share this machine's cores
+        assert x["threads"] == max(1, cores() // 2)  # 2 workers share this machine's cores
         d = out / x["name"]
         assert {"infovae.ipynb", "infovae.json", "params.json", "run.json"} <= {p.name for p in d.iterdir()}
         params = json.loads((d / "params.json").read_text())

@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m vaemi.book build [--profile book|smoke|paper] [--out DIR] [--force] [--only NAME ...]
     python -m vaemi.book prepare --profile smoke --out DIR   # parameterized, unexecuted copies (for nbval)
     python -m vaemi.book check-clean                          # fail if a committed notebook has outputs
+    python -m vaemi.book pdf                                  # the built site as one PDF (headless Chromium)
 
 Profiles: ``book`` = the notebooks' own defaults (no injection); ``smoke`` and ``paper`` =
 ``profiles/<profile>/<notebook>.yaml`` injected by papermill (a missing file means "defaults").
@@ -38,7 +39,9 @@ __all__ = ["execute", "render", "prepare", "notebooks", "chapters", "check_ledge
 SCORECARD = "scorecard"
 LEDGER = "ledger"
 #: Pages executed after the chapters, from their results files (their key hashes every results file).
-SUMMARY_PAGES = (LEDGER, SCORECARD)
+STATUS = "status"
+SWEEPS = "sweeps"
+SUMMARY_PAGES = (LEDGER, SCORECARD, STATUS, SWEEPS)
 KERNEL = "vaemi"  # the project's own kernelspec: this interpreter, whatever ``python3`` kernels a user has
 PROFILES = ("book", "smoke", "paper")
 _PKG = Path(__file__).resolve().parents[1]  # the vaemi package
@@ -102,6 +105,16 @@ def parameter_names(nb: Path) -> set[str]:
             src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
             return set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", src, flags=re.M))
     return set()
+
+
+def notebook_defaults(nb: Path) -> dict[str, Any]:
+    """The values the notebook's ``parameters`` cell assigns (papermill's defaults)."""
+    for c in json.loads(nb.read_text())["cells"]:
+        if c["cell_type"] == "code" and "parameters" in _tags(c):
+            ns: dict[str, Any] = {}
+            exec(_text(c), ns)  # noqa: S102  the book's own parameters cell: assignments of literals
+            return {k: v for k, v in ns.items() if not k.startswith("__")}
+    return {}
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -340,6 +353,8 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         results_missing = nb.stem not in SUMMARY_PAGES and not (results / f"{nb.stem}.json").exists()
         if not force and not results_missing and _stored_key(target) == key:
             refreshed = sync_prose(nb, target)
+            if nb.stem not in SUMMARY_PAGES:
+                decorate(nb, target, params)
             print(f"[book] {nb.stem}: unchanged, not re-executed" + (" (prose refreshed)" if refreshed else ""),
                   flush=True)
             continue
@@ -358,9 +373,70 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         if nb.stem in SUMMARY_PAGES:  # its key depends on results that exist only now
             key = execution_key(root, nb, params, results)
         _finish_notebook(tmp, key, profile, params)
+        if nb.stem not in SUMMARY_PAGES:
+            decorate(nb, tmp, {**notebook_defaults(nb), **params})
         os.replace(tmp, target)
         print(f"[book] {nb.stem}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return staging
+
+
+DECORATION = "vaemi-decoration"  # tag of the cells the build adds to an executed chapter (replaced on every build)
+#: How many parameters the table above a chapter's (collapsed) parameters cell shows, besides the seed.
+TABLE_PARAMETERS = 8
+
+
+def parameter_comments(nb: Path) -> dict[str, tuple[str, str]]:
+    """``{name: (default as written, comment)}`` of the notebook's ``parameters`` cell."""
+    import re
+
+    for c in json.loads(nb.read_text())["cells"]:
+        if c["cell_type"] == "code" and "parameters" in _tags(c):
+            return {m.group(1): (m.group(2).strip(), m.group(3).strip())
+                    for m in re.finditer(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=\s*(.*?)\s*#\s*(.*)$", _text(c), flags=re.M)}
+    return {}
+
+
+def _markdown(source: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {"tags": [DECORATION]}, "source": source}
+
+
+def decorate(source: Path, executed: Path, params: dict[str, Any]) -> None:
+    """Give an executed chapter what a reader expects at the top of its page: download links (the executed notebook,
+    the chapter's results file and the ledger's export, all served by the site itself) after the introduction, and a
+    short table of the parameters a reader would change (value in this run, what it does) in place of the long
+    parameters cell, which is collapsed (its full text one click away). Idempotent: earlier decorations are replaced."""
+    d = json.loads(executed.read_text())
+    cells = [c for c in d["cells"] if DECORATION not in _tags(c)]
+    stem = source.stem
+    downloads = _markdown(
+        f"**Downloads** (this run): <a href=\"../_sources/book/{stem}.ipynb\" download>executed notebook</a> · "
+        f"<a href=\"../_static/data/results/{stem}.json\" download>results file (JSON)</a> · "
+        f"<a href=\"../_static/data/ledger.json\" download>replication ledger (JSON)</a> · "
+        f"[how it was executed](status.ipynb)")
+    comments = parameter_comments(source)
+    names = ["seed"] + [n for n in comments if n not in ("seed", "profile", "allow_fallback")][:TABLE_PARAMETERS]
+    rows = []
+    for n in names:
+        if n not in comments:
+            continue
+        value = json.dumps(params[n]) if n in params else comments[n][0]
+        note = comments[n][1].replace("|", "\\|")
+        rows.append(f"| `{n}` | `{value}` | {note} |")
+    table = _markdown("Parameters of this run that a reader would change first (the full list, each explained, is in "
+                      "the collapsed cell below; see *Re-run this chapter*):\n\n| parameter | value | what it does |\n"
+                      "| --- | --- | --- |\n" + "\n".join(rows))
+    out = []
+    for i, c in enumerate(cells):
+        if c["cell_type"] == "code" and "parameters" in _tags(c):
+            tags = c.setdefault("metadata", {}).setdefault("tags", [])
+            if "hide-cell" not in tags:
+                tags.append("hide-cell")
+            out.append(table)
+        out.append(c)
+        if i == 0 and c["cell_type"] == "markdown":
+            out.append(downloads)
+    d["cells"] = out
+    executed.write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
 
 
 def check_ledger(root: Path, results: Path) -> None:
@@ -373,12 +449,14 @@ def check_ledger(root: Path, results: Path) -> None:
 
 
 def publish_data(results: Path, staging: Path) -> Path:
-    """Copy the results files (and the figures' folder is left out) into the site's static files
-    (``_static/data/results/<chapter>.json``), for the download links of every chapter page."""
+    """Copy the results files (``_static/data/results/<chapter>.json``) and the ledger's export
+    (``_static/data/ledger.json``) into the site's static files, for the download links of every chapter page."""
     dst = staging / "_vendor" / "data" / "results"
     dst.mkdir(parents=True, exist_ok=True)
     for f in results.glob("*.json"):
         shutil.copy2(f, dst / f.name)
+    if (results / "ledger" / "ledger.json").is_file():
+        shutil.copy2(results / "ledger" / "ledger.json", dst.parent / "ledger.json")
     return dst
 
 
@@ -450,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="as for build")
     sub.add_parser("check-clean", help="fail if a committed notebook has outputs")
+    f = sub.add_parser("pdf", help="print the built site (make book first) into one PDF, offline (headless Chromium)")
+    f.add_argument("--out", default=None, help="the folder whose _build/html holds the site (default: the repository)")
     sub.add_parser("kernel", help=f"register this interpreter as the Jupyter kernel {KERNEL!r}")
     a = ap.parse_args(argv)
     root = repo_root()
@@ -466,6 +546,13 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "prepare":
         made = prepare(root, a.profile, Path(a.out), overrides)
         print(f"[book] prepared {len(made)} notebooks in {a.out}")
+    elif a.cmd == "pdf":
+        from vaemi.book.pdf import build_pdf  # only here: pypdf and a browser are needed for the PDF alone
+
+        base = Path(a.out).resolve() if a.out else root
+        t0 = time.perf_counter()
+        pdf = build_pdf(base / "_build" / "html", toc_files(root), base / "_build" / "pdf" / "book.pdf")
+        print(f"[book] PDF {pdf} ({pdf.stat().st_size / 2**20:.1f} MB) in {time.perf_counter() - t0:.0f} s")
     elif a.cmd == "kernel":
         print(f"[book] kernel {KERNEL!r} registered in {install_kernel()}")
     elif a.cmd == "check-clean":

@@ -30,7 +30,7 @@ from vaemi.book.records import published_dir, repository_roots
 from vaemi.book.results import FAILS, HOLDS, INCONCLUSIVE, NOT_EVALUATED, claim_group
 
 __all__ = ["KINDS", "REASONS", "DIFFERS", "VERDICTS", "ledger_dir", "load", "problems_in", "check", "item_verdict",
-           "seed_tally", "export", "render", "summary_markdown", "counts", "SEED_SWEEPS", "main"]
+           "seed_tally", "export", "write_export", "headline_rows", "render", "summary_markdown", "counts", "SEED_SWEEPS", "main"]
 
 #: What an item of a source is.
 KINDS = {"derivation": "derivation", "claim": "experimental claim", "figure": "figure", "table": "table",
@@ -264,6 +264,15 @@ def export(ledgers: dict[str, dict[str, Any]], runs: Iterable[dict[str, Any]], *
             "totals": counts(every), "documents": documents}
 
 
+def write_export(data: dict[str, Any], results: Path | str) -> Path:
+    """Write ``data`` (:func:`export`) to ``<results>/ledger/ledger.json`` (strict JSON), where the build picks it up
+    for the site (``_static/data/ledger.json``); returns the path."""
+    path = Path(results) / "ledger" / "ledger.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    return path
+
+
 # --------------------------------------------------------------------------------------------------- pages
 _BADGE = {REPRODUCED: "ok", NOT_REPRODUCED: "bad", INCONCLUSIVE: "warn", NOT_EVALUATED: "warn", NOT_TESTABLE: "na",
           FOLLOWED: "ok", CHANGED: "na"}
@@ -317,9 +326,11 @@ def render(data: dict[str, Any], *, link_prefix: str = "") -> str:
                    f"the run that built this page ({scale}) and n/N {sweep}. Original code: {html.escape(d['code'])}.</p>")
         rows = []
         for i in d["items"]:
-            counterpart = ", ".join(f"<code>{html.escape(c['key'])}</code>" for c in i["claims"]) or "; ".join(
-                [f"params {html.escape(json.dumps(i['params']))}"] * bool(i.get("params"))
-                + [f"<code>{html.escape(r)}</code>" for r in i.get("implemented_by") or []]) or "—"
+            parts = [f"<code>{html.escape(c['key'])}</code>" for c in i["claims"]]
+            if i.get("params"):
+                parts.append(f"parameters {html.escape(json.dumps(i['params']))}")
+            parts += [f"<code>{html.escape(r)}</code>" for r in i.get("implemented_by") or []]
+            counterpart = ", ".join(parts) or "—"
             if i.get("section"):
                 counterpart += f" (<a href='{link_prefix}{html.escape(d['chapter'])}.html#{html.escape(i['section'])}'>section</a>)"
             why = ""

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from vaemi.book.results import results_dir
 
-__all__ = ["load_all", "MANIFEST", "SEED", "load_published", "published_dir", "seed_robustness", "ablation_table", "format_mean_std", "ablation_provenance"]
+__all__ = ["load_all", "published_names", "seed_sweep_tables", "MANIFEST", "SEED", "load_published", "published_dir", "seed_robustness", "ablation_table", "format_mean_std", "ablation_provenance"]
 
 
 MANIFEST = "manifest.json"
@@ -96,7 +96,7 @@ def seed_robustness(name: str):
     Returns
     -------
     table : DataFrame
-        One row per claim in the chapter's order: ``claim``, ``held``, ``failed``, ``not_evaluated``, ``n`` (runs
+        One row per claim in the chapter's order: ``claim``, ``held``, ``failed``, ``inconclusive``, ``not_evaluated``, ``n`` (runs
         with a results file) and ``held_of`` (e.g. ``"3 of 4"``).
     provenance : dict
         The record's ``provenance.json`` (command, commit, date, machine, seconds per run).
@@ -112,7 +112,9 @@ def seed_robustness(name: str):
     claims = rec["claims"]
     if set(claims["point"]) != {"all"}:
         raise ValueError(f"sweep {name!r} varies more than the seed (points: {sorted(set(claims['point']))})")
-    table = claims[["claim", "held", "failed", "not_evaluated", "n"]].reset_index(drop=True)
+    if "inconclusive" not in claims:  # a record published before checks could be inconclusive
+        claims = claims.assign(inconclusive=0)
+    table = claims[["claim", "held", "failed", "inconclusive", "not_evaluated", "n"]].reset_index(drop=True)
     table["held_of"] = [f"{h} of {n}" for h, n in zip(table["held"], table["n"])]
     return table, rec["provenance"]
 
@@ -201,3 +203,37 @@ def load_all(directory: str | Path | None = None) -> list[dict[str, Any]]:
     """Every results file in the folder, sorted by chapter id."""
     d = Path(directory) if directory is not None else results_dir()
     return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+
+
+def published_names() -> list[str]:
+    """The names of every published sweep record (``sweeps/results/<name>`` with a provenance), sorted."""
+    roots = repository_roots()
+    folder = (roots[0] if roots else Path.cwd()) / "sweeps" / "results"
+    return sorted(d.name for d in folder.glob("*") if (d / "provenance.json").is_file())
+
+
+def seed_sweep_tables(sweeps: dict[str, str]) -> str:
+    """HTML: for each chapter's seed sweep (``{chapter: record name}``), every claim and how many runs gave each
+    verdict, and the record's provenance; a chapter whose record is not published says so."""
+    import html
+
+    out = []
+    for chapter, name in sweeps.items():
+        out.append(f"<h3 id='seeds-{html.escape(chapter)}'>{html.escape(chapter)}</h3>")
+        try:
+            table, prov = seed_robustness(name)
+        except FileNotFoundError:
+            out.append(f"<p>No seed sweep of this chapter is published yet (<code>sweeps/results/{html.escape(name)}"
+                       f"</code>; make it with <code>python -m vaemi.sweep {html.escape(chapter)} --grid seed=0..3 "
+                       f"--out DIR --publish sweeps/results/{html.escape(name)}</code>).</p>")
+            continue
+        cols = ["claim", "held", "failed", "inconclusive", "not_evaluated", "n"]
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>"
+                       for _, r in table.iterrows())
+        out.append(f"<p>Record <code>sweeps/results/{html.escape(name)}</code>: <code>{html.escape(prov['command'])}</code>"
+                   f" (commit {html.escape(str(prov.get('commit')))}, {html.escape(str(prov.get('date')))}, "
+                   f"{html.escape(str(prov.get('machine')))}; {prov.get('runs_done')} runs done, "
+                   f"{prov.get('seconds_per_run_mean')} s per run).</p>")
+        out.append("<table class='table seeds'><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols)
+                   + f"</tr></thead><tbody>{rows}</tbody></table>")
+    return "\n".join(out)

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from vaemi.book.build import toc_files
-from vaemi.book.results import FAILS, GROUPS, HOLDS, NOT_EVALUATED, claim_group
+from vaemi.book.ledger import headline_rows
+from vaemi.book.results import FAILS, GROUPS, HOLDS, INCONCLUSIVE, NOT_EVALUATED, claim_group
 
 __all__ = ["fmt", "claim_anchors", "headline", "render"]
 
-_VERDICT = {HOLDS: "holds", FAILS: "does not hold", NOT_EVALUATED: "not evaluated"}
+_VERDICT = {HOLDS: "holds", FAILS: "does not hold", INCONCLUSIVE: "inconclusive", NOT_EVALUATED: "not evaluated"}
 
 
 
@@ -89,7 +90,7 @@ def _claims(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _counts(run: dict[str, Any]) -> dict[str, int]:
     c = {"source_held": 0, "source_not": 0, "source_unevaluated": 0, "derivation_held": 0, "derivation": 0,
-         "ours_held": 0, "ours": 0}
+         "consistency_held": 0, "consistency": 0, "ours_held": 0, "ours": 0}
     for _, e in _claims(run):
         g, st = claim_group(e), e.get("status")
         if g == "source":
@@ -118,7 +119,7 @@ def _provenance(run: dict[str, Any]) -> str:
     data = "; ".join(parts) or meta.get("data_source") or "no dataset (exact and Monte Carlo checks only)"
     reduced = meta.get("reduced_data")
     if reduced:
-        data = f"<strong>REDUCED DATA</strong> ({html.escape(reduced)}): estimates recorded, not asserted. " \
+        data = f"<strong>REDUCED DATA</strong> ({html.escape(reduced)}): not comparable with the paper. " \
                + html.escape(data)
     else:
         data = html.escape(data)
@@ -137,7 +138,7 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
 def _verdict(e: dict[str, Any]) -> str:
     st = e.get("status", NOT_EVALUATED)
     word = _VERDICT.get(st, st)
-    asserted = "asserted" if e.get("required") else f"recorded ({e.get('not_required_because', 'not required')})"
+    asserted = "asserted (a failure fails the build)" if e.get("asserted") else "a verdict, not asserted"
     return f"<span class='verdict verdict-{st.replace(' ', '-')}'><strong>{word}</strong></span><br><small>{asserted}</small>"
 
 
@@ -151,19 +152,28 @@ def _book_order(runs: list[dict[str, Any]], book_dir: Path) -> list[dict[str, An
     return runs
 
 
-def render(runs: list[dict[str, Any]], book_dir: str | Path) -> str:
+def render(runs: list[dict[str, Any]], book_dir: str | Path, ledger_data: dict[str, Any] | None = None) -> str:
     """The whole scorecard as HTML (links are relative to the chapter pages beside it), chapters in the
-    order of the book."""
+    order of the book; led by the replication ledger's headline (``ledger_data``, :func:`vaemi.book.ledger.export`)."""
     runs = _book_order(runs, Path(book_dir).resolve())
     anchors = claim_anchors(book_dir)
     out = ["<div class='scorecard-page'>"]
+    if ledger_data is not None:
+        out.append("<h3 id='sc-ledger'>Every item of the sources</h3>")
+        out.append("<p>Items of the five documents (equations, figures, tables, experimental statements, set-up facts) "
+                   "and their verdicts in this build; each is listed with its criterion in the "
+                   "<a href='ledger.html'>replication ledger</a>.</p>")
+        out.append(ledger_headline_table(ledger_data))
+        out.append("<h3 id='sc-claims'>Claims by chapter</h3>")
     head = headline(runs)
     rows = [[(f"<a href='{h['id']}.html'>{html.escape(h['chapter'])}</a>" if h["id"] else f"<strong>{h['chapter']}</strong>"),
              f"{h['source_held']} of {h['source_held'] + h['source_not'] + h['source_unevaluated']}",
              str(h["source_not"]) + (f" (+{h['source_unevaluated']} not evaluated)" if h["source_unevaluated"] else ""),
-             f"{h['derivation_held']} of {h['derivation']}", f"{h['ours_held']} of {h['ours']}"] for h in head]
-    out.append(_table(rows, ["chapter", "source claims reproduced", "not reproduced (recorded)",
-                             "derivation checks that hold", "our additional checks that hold"]))
+             f"{h['derivation_held']} of {h['derivation']}", f"{h['consistency_held']} of {h['consistency']}",
+             f"{h['ours_held']} of {h['ours']}"] for h in head]
+    out.append(_table(rows, ["chapter", "source claims reproduced", "not reproduced",
+                             "derivation checks that hold", "consistency checks that hold (not counted)",
+                             "our additional checks that hold"]))
     failed = []
     for r in runs:
         out.append(f"<h3 id='sc-{r['chapter']}'>{html.escape(r['title'])}</h3>")
@@ -192,3 +202,9 @@ def render(runs: list[dict[str, Any]], book_dir: str | Path) -> str:
         out.append("<p>None: every claim of the sources held in this build.</p>")
     out.append("</div>")
     return "\n".join(out)
+
+
+def ledger_headline_table(data: dict[str, Any]) -> str:
+    """The ledger's headline (:func:`vaemi.book.ledger.headline_rows`) as a scorecard table."""
+    rows = headline_rows(data)
+    return _table([[html.escape(str(v)) for v in r.values()] for r in rows], list(rows[0]))

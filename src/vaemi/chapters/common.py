@@ -19,11 +19,13 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from vaemi.book import ledger
+from vaemi.book.machine import machine, versions
 from vaemi.book.params import Choice, validate
 from vaemi.book.results import Results, glue_markdown
 from vaemi.chapters.figures import set_style
 from vaemi.data import ORIGIN_FALLBACK, planned_origin
 from vaemi.train import resolve_device, seed_everything
+from vaemi.train.variants import FITS, fit_counts
 
 __all__ = ["Chapter", "PROFILE", "expect_data"]
 
@@ -72,7 +74,8 @@ class Chapter:
         seed_everything(params.get("seed", 0))
         results = Results(self.name, self.title, params, profile=params.get("profile", "custom"))
         device = resolve_device()
-        results.set_meta(device=str(device), torch_version=torch.__version__)
+        results.set_meta(device=str(device), torch_version=torch.__version__, machine=machine(), versions=versions())
+        FITS.clear()  # the models this chapter trains or loads (recorded by finish)
         results.started = time.perf_counter()
         for name in [data] if isinstance(data, str) else (data or []):
             expect_data(results, name, allow_fallback=params.get("allow_fallback", True))
@@ -83,6 +86,7 @@ class Chapter:
         and their verdicts, from ``ledger/<chapter>.yaml``, for the summary at the top of the page), then
         :meth:`Results.finish` (write the results file, show every claim, assert the derivation and consistency
         checks). Returns the table of claims."""
+        results.meta["model_counts"] = fit_counts()
         docs = ledger.load()
         if self.name in docs:
             data = ledger.export({self.name: docs[self.name]}, [results.to_dict()])

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring). Returns 0 when every run is done, 1 when some
-    failed; bad input exits with status 2 before any run starts."""
+    crashed or finished with a failed check; bad input exits with status 2 before any run starts."""
     parser = _parser()
     a = parser.parse_args(argv)
     try:
@@ -60,15 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         aggregate(out, number=a.plot_number)
     done = [m for m in manifest if m["status"] == "done"]
     failed = [m for m in manifest if m["status"] == "failed"]
+    checks = [m for m in manifest if m["status"] == "checks failed"]
     skipped = sum(m["skipped"] for m in manifest)
-    print(f"[sweep] {len(done)} of {len(manifest)} runs done ({skipped} from before), {len(failed)} failed; "
+    print(f"[sweep] {len(done)} of {len(manifest)} runs done ({skipped} from before), {len(checks)} finished with a failed "
+          f"check, {len(failed)} crashed; "
           f"manifest: {out / MANIFEST}")
-    for m in failed:
+    for m in checks + failed:
         e = m["error"] or {}
         cell = f" in cell {e['cell']}" if e.get("cell") is not None else ""
-        print(f"[sweep] failed: {m['name']}{cell}: {e.get('exception')}: {e.get('message')}")
-    if done:
+        what = "finished, a check failed" if m["status"] == "checks failed" else "crashed"
+        print(f"[sweep] {what}: {m['name']}{cell}: {e.get('exception')}: {e.get('message')}")
+    if done or checks:
         print(f"[sweep] tables: {out / 'numbers.csv'}, {out / 'claims.csv'}; plot: {out / 'robustness.png'}")
         if a.publish:
             print(f"[sweep] published: {publish(out, a.publish, note=a.note)}")
-    return 1 if failed else 0
+    return 1 if failed or checks else 0

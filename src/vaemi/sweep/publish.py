@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vaemi.book.machine import machine
 from vaemi.book.records import MANIFEST, format_value, repository_roots
 from vaemi.sweep.plan import SweepError
-from vaemi.sweep.run import cores, write_json
+from vaemi.sweep.run import write_json
 from vaemi.sweep.tables import aggregate
 
 __all__ = ["sweep_command", "publish"]
@@ -43,29 +44,6 @@ def sweep_command(meta: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _machine() -> str:
-    """The machine in words (processor, cores, accelerator), without its name or any path."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    words = f"{cores()} cores ({cpu})"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            words += f", {torch.cuda.get_device_name(0)}"
-        words += f"; torch {torch.__version__}"
-    except ImportError:
-        pass
-    return words
-
 
 def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
     """Copy the small, path-free record of a finished sweep into ``dest`` (to be committed).
@@ -94,7 +72,7 @@ def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
 
     out, dest = Path(out), Path(dest)
     meta = json.loads((out / MANIFEST).read_text())
-    if not any(m["status"] == "done" for m in meta["runs"]):
+    if not any(m["status"] in ("done", "checks failed") for m in meta["runs"]):
         raise SweepError(f"{out}: no finished run to publish")
     aggregate(out)
     (dest / "runs").mkdir(parents=True, exist_ok=True)
@@ -106,7 +84,7 @@ def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
         if f.is_file():
             shutil.copyfile(f, dest / "runs" / f"{m['name']}.json")
         run = {k: m.get(k) for k in ("name", "point", "parameters", "status", "seconds", "threads", "error")}
-        if run["status"] not in ("done", "failed"):  # the sweep was stopped before this run finished
+        if run["status"] not in ("done", "checks failed", "failed"):  # the sweep was stopped before this run finished
             run["status"] = "interrupted"
         runs.append(run)
     clean = {"notebook": _repo_relative(meta["notebook"]), "chapter": meta["chapter"], "grid": meta["grid"],
@@ -121,10 +99,11 @@ def publish(out: str | Path, dest: str | Path, *, note: str = "") -> Path:
                                     cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "unknown"
         except (OSError, subprocess.SubprocessError):
             commit = "unknown"
-    secs = [m["seconds"] for m in runs if m["status"] == "done" and m["seconds"] is not None]
+    secs = [m["seconds"] for m in runs if m["status"] in ("done", "checks failed") and m["seconds"] is not None]
     write_json(dest / "provenance.json", {
-        "command": sweep_command(meta), "commit": commit, "date": time.strftime("%Y-%m-%d"), "machine": _machine(),
-        "runs_done": len(secs), "runs_failed": sum(m["status"] == "failed" for m in runs),
+        "command": sweep_command(meta), "commit": commit, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+        "runs_done": len(secs), "runs_checks_failed": sum(m["status"] == "checks failed" for m in runs),
+        "runs_failed": sum(m["status"] == "failed" for m in runs),
         "seconds_total_of_runs": round(sum(secs), 1), "seconds_per_run_mean": round(sum(secs) / len(secs), 1) if secs else None,
         "note": note})
     return dest

@@ -27,20 +27,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from vaemi.book.build import ensure_kernel
+from vaemi.book.machine import cores
 from vaemi.book.records import MANIFEST
 from vaemi.sweep.plan import SweepError, plan_runs
 from vaemi.sweep.tables import aggregate
 
-__all__ = ["STATUSES", "is_finished", "run_one", "run_sweep"]
+__all__ = ["STATUSES", "KERNEL_START_TRIES", "is_finished", "kernel_manager", "run_one", "run_sweep"]
 
 
-STATUSES = ("pending", "running", "done", "failed")
+#: A run's status: ``checks failed`` = the chapter ran to its end with its verdicts, but a derivation or consistency
+#: check failed in its last cell (its results file is there); ``failed`` = it crashed before that.
+STATUSES = ("pending", "running", "done", "checks failed", "failed")
+#: Starts of a run's kernel before it is given up: a kernel that dies before its first cell is started again.
+KERNEL_START_TRIES = 3
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -55,17 +62,13 @@ def is_finished(run_dir: str | Path, chapter: str) -> bool:
     return rec.get("status") == "done" and (d / f"{chapter}.json").is_file()
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
-
-def _kernel_manager(env: dict[str, str], kernel_name: str):
-    """An async kernel manager whose kernel starts with ``env`` added to this process's environment
-    (papermill gives no way to pass an environment; ``os.environ`` is shared by a worker's threads)."""
-    from jupyter_client.manager import AsyncKernelManager
+def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
+    """An async kernel manager whose kernel starts with ``env`` added to this process's environment (papermill gives
+    no way to pass an environment; ``os.environ`` is shared by a worker's threads), talking over IPC through socket
+    files under ``sockets`` (a folder of this run alone): kernels started at once by many workers never race for the
+    same TCP port (a known papermill failure on a loaded machine)."""
+    from jupyter_client.manager import AsyncKernelManager  # only where a run starts: jupyter is heavy
 
     class _EnvKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):  # type: ignore[override]
@@ -73,7 +76,16 @@ def _kernel_manager(env: dict[str, str], kernel_name: str):
             full.update(env)
             return await super().start_kernel(env=full, **kw)
 
-    return _EnvKernelManager(kernel_name=kernel_name)
+    return _EnvKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(sockets) / "kernel"))
+
+
+def _ran_no_cell(path: Path) -> bool:
+    """Whether the executed notebook at ``path`` is missing or ran no cell (its kernel died at start)."""
+    try:
+        cells = json.loads(path.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return True
+    return not any(c.get("execution_count") for c in cells if c.get("cell_type") == "code")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -105,8 +117,11 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
     Returns
     -------
     dict
-        ``{"status": "done" | "failed", "seconds", "worker", "threads", "error"}``; ``error`` (failed runs)
-        holds ``exception``, ``message``, ``cell`` (papermill's execution count) and ``cell_index``.
+        ``{"status": "done" | "checks failed" | "failed", "seconds", "worker", "threads", "attempts", "error"}``:
+        ``checks failed`` when the chapter ran to its last cell, wrote its results and then a derivation or
+        consistency check failed there (a run with verdicts); ``failed`` when it crashed before; ``error`` holds
+        ``exception``, ``message``, ``cell`` (papermill's execution count) and ``cell_index``. A kernel that dies
+        before its first cell is started again (:data:`KERNEL_START_TRIES`; ``attempts`` says how many starts).
 
     Raises
     ------
@@ -116,9 +131,8 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
     """
     from urllib.parse import urlparse
 
-    import nbformat
+    import nbformat  # only in a worker: papermill and the jupyter stack are heavy
     import papermill as pm
-
 
     try:
         from distributed import get_worker
@@ -143,17 +157,40 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(d / "run.json", rec)
     t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(nbformat.reads(notebook_json, as_version=4), str(d / f"{chapter}.ipynb"),
-                            parameters=parameters, cwd=str(d), kernel_name=kernel, progress_bar=False,
-                            log_output=False, km=_kernel_manager(env, kernel))
-        rec.update(status="done", error=None)
-    except pm.PapermillExecutionError as e:  # the chapter failed: deterministic, not retried
-        rec.update(status="failed", error={"exception": e.ename, "message": e.evalue, "cell": e.exec_count,
-                                           "cell_index": e.cell_index})
+    out = d / f"{chapter}.ipynb"
+    for attempt in range(1, KERNEL_START_TRIES + 1):
+        sockets = tempfile.mkdtemp(prefix="vaemi-k")  # short: a socket's path has at most ~100 characters
+        try:
+            pm.execute_notebook(nbformat.reads(notebook_json, as_version=4), str(out), parameters=parameters, cwd=str(d),
+                                kernel_name=kernel, progress_bar=False, log_output=False,
+                                km=kernel_manager(env, kernel, sockets))
+            rec.update(status="done", error=None)
+        except pm.PapermillExecutionError as e:  # a cell failed: deterministic, not retried
+            finished = (e.ename == "AssertionError" and _failed_in_last_cell(out)
+                        and (d / f"{chapter}.json").is_file())
+            rec.update(status="checks failed" if finished else "failed",
+                       error={"exception": e.ename, "message": e.evalue, "cell": e.exec_count, "cell_index": e.cell_index})
+        except Exception as e:  # noqa: BLE001  the kernel died or never answered
+            if attempt < KERNEL_START_TRIES and _ran_no_cell(out):
+                rec.setdefault("kernel_restarts", []).append(f"{type(e).__name__}: {e}")
+                continue  # it died before its first cell: start it again
+            raise
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
+        break
+    rec["attempts"] = attempt
     rec["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(d / "run.json", rec)
     return rec
+
+
+def _failed_in_last_cell(path: Path) -> bool:
+    """Whether the executed notebook at ``path`` stopped in its last code cell (the chapter's ``finish``)."""
+    try:
+        cells = [c for c in json.loads(path.read_text())["cells"] if c.get("cell_type") == "code"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(cells) and any(o.get("output_type") == "error" for o in cells[-1].get("outputs", []))
 
 
 # ---------------------------------------------------------------------------------------------- the sweep
@@ -316,7 +353,7 @@ def _execute(client, todo, manifest, nb, chapter, out, cache, retries, progress,
                         changed = True
             if changed:
                 save()
-                counts = {s: sum(x["status"] == s for x in manifest) for s in ("done", "failed", "running")}
+                counts = {s: sum(x["status"] == s for x in manifest) for s in ("done", "checks failed", "failed", "running")}
                 bar.set_postfix(counts, refresh=True)
             if pending:
                 time.sleep(0.25)

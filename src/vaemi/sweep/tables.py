@@ -42,7 +42,7 @@ def aggregate(out: str | Path, number: str | None = None) -> dict[str, Any]:
     dict
         ``{"numbers": DataFrame, "claims": DataFrame, "runs": int, "plot": Path or None}``. ``numbers``:
         one row per grid point and number, with ``mean``, ``std`` (ddof 1; empty when n = 1) and ``n``.
-        ``claims``: one row per grid point and claim, with ``held``, ``failed``, ``not_evaluated``,
+        ``claims``: one row per grid point and claim, with ``held``, ``failed``, ``inconclusive``, ``not_evaluated``,
         ``missing`` (runs without the claim), ``n`` (runs with results) and ``share_held``.
     """
     import pandas as pd
@@ -83,9 +83,10 @@ def aggregate(out: str | Path, number: str | None = None) -> dict[str, Any]:
             held = int((g.status == "holds").sum())
             rows.append({"point": label, **{k: g.iloc[0][k] for k in point_names}, "claim": claim,
                          "held": held, "failed": int((g.status == "fails").sum()),
+                         "inconclusive": int((g.status == "inconclusive").sum()),
                          "not_evaluated": int((g.status == "not evaluated").sum()), "missing": n - len(g), "n": n,
                          "share_held": held / n, "statement": g.iloc[0].statement})
-    claims_t = pd.DataFrame(rows, columns=keys + ["claim", "held", "failed", "not_evaluated", "missing", "n",
+    claims_t = pd.DataFrame(rows, columns=keys + ["claim", "held", "failed", "inconclusive", "not_evaluated", "missing", "n",
                                                   "share_held", "statement"])
     numbers.to_csv(out / "numbers.csv", index=False)
     claims_t.to_csv(out / "claims.csv", index=False)

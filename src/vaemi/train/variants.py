@@ -23,7 +23,7 @@ from vaemi.models import VAE
 from vaemi.train import cache
 from vaemi.train.loop import History, progress_note, resolve_device, train
 
-__all__ = ["Trained", "fit", "train_variants"]
+__all__ = ["Trained", "fit", "fit_counts", "train_variants", "FITS"]
 
 
 @dataclass
@@ -51,6 +51,16 @@ class Trained:
 
     def __iter__(self):  # ``model, history = fit(...)``
         return iter((self.model, self.history))
+
+
+#: The status of every :func:`fit` of this process ("trained", "resumed" or "loaded"), in order: a chapter's kernel
+#: is its own process, so this is what the chapter trained and what it took from the model cache.
+FITS: list[str] = []
+
+
+def fit_counts() -> dict[str, int]:
+    """How many models this process trained, resumed from a checkpoint, and loaded from the cache (:data:`FITS`)."""
+    return {s: FITS.count(s) for s in ("trained", "resumed", "loaded")}
 
 
 def _images(data: ImageData | torch.Tensor) -> torch.Tensor:
@@ -81,6 +91,7 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
     if root is None:
         h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                   eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas)
+        FITS.append("trained")
         return Trained(model, loss, h, "trained", None, time.perf_counter() - t0)
     x = _images(data)
     key = cache.training_key(model, loss, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -97,6 +108,7 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
         model.latent.set_step(max(state["steps"] - 1, 0))  # schedules (e.g. the Gumbel temperature) as trained
         if progress:
             progress_note(f"{desc}: loaded from the model cache ({key[:12]})")
+        FITS.append("loaded")
         return Trained(model, loss, History(state["history"]), "loaded", key, time.perf_counter() - t0)
     partial = cache.check_partial(root, key)
     h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
@@ -105,7 +117,8 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
     steps = epochs * ((x.shape[0] + batch_size - 1) // batch_size)
     cache.store(root, key, model, aux, h.records, steps)
     cache.partial_path(root, key).unlink(missing_ok=True)
-    return Trained(model, loss, h, "resumed" if partial is not None else "trained", key, time.perf_counter() - t0)
+    FITS.append("resumed" if partial is not None else "trained")
+    return Trained(model, loss, h, FITS[-1], key, time.perf_counter() - t0)
 
 
 Variant = BaseLoss | Callable[[VAE], "BaseLoss | tuple[VAE, BaseLoss]"]

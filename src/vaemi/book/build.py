@@ -473,16 +473,18 @@ def render(staging: Path, out: Path, strict: bool = True) -> Path:
     return out / "_build" / "html"
 
 
-def prepare(root: Path, profile: str, out: Path, overrides: dict[str, Any] | None = None) -> list[Path]:
-    """Parameterized, unexecuted copies of every notebook (``papermill --prepare-only``), for nbval."""
-    import papermill as pm
+def prepare(root: Path, profile: str, out: Path, overrides: dict[str, Any] | None = None,
+            paths: list[Path] | None = None) -> list[Path]:
+    """Parameterized, unexecuted copies (``papermill --prepare-only``) of ``paths`` (default: every notebook of the
+    book), each with its profile's parameters, for nbval."""
+    import papermill as pm  # only here and in execute: papermill is heavy
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.ipynb"):
         old.unlink()
     made = []
-    for i, nb in enumerate(notebooks(root)):
-        # numbered so that pytest (which sorts a folder's files) runs them in book order, scorecard last
+    for i, nb in enumerate(notebooks(root) if paths is None else [Path(p).resolve() for p in paths]):
+        # numbered so that pytest (which sorts a folder's files) runs them in book order, summary pages last
         target = out / f"{i:02d}_{nb.name}"
         pm.execute_notebook(str(nb), str(target), parameters=run_parameters(root, profile, nb, overrides),
                             prepare_only=True, kernel_name=ensure_kernel(), progress_bar=False)
@@ -527,6 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="smoke", choices=PROFILES)
     p.add_argument("--out", required=True)
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="as for build")
+    p.add_argument("--notebooks", nargs="*", metavar="PATH", help="prepare these notebooks (default: the book's)")
     sub.add_parser("check-clean", help="fail if a committed notebook has outputs")
     f = sub.add_parser("pdf", help="print the built site (make book first) into one PDF, offline (headless Chromium)")
     f.add_argument("--out", default=None, help="the folder whose _build/html holds the site (default: the repository)")
@@ -544,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         html = render(staging, out, strict=not a.no_strict)
         print(f"[book] built {html} in {time.perf_counter() - t0:.0f} s; results in {out / '_build' / 'results'}")
     elif a.cmd == "prepare":
-        made = prepare(root, a.profile, Path(a.out), overrides)
+        made = prepare(root, a.profile, Path(a.out), overrides, a.notebooks)
         print(f"[book] prepared {len(made)} notebooks in {a.out}")
     elif a.cmd == "pdf":
         from vaemi.book.pdf import build_pdf  # only here: pypdf and a browser are needed for the PDF alone

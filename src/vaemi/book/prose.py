@@ -45,6 +45,7 @@ _REFERENCE = re.compile(
     r"\d+(?:\.\d+)*[a-z]?(?:\s*(?:[-–,]|and|to)\s*\d+(?:\.\d+)*[a-z]?)*\)?"
     r"|§\s*\d+(?:\.\d+)*(?:\s*[-–]\s*\d+(?:\.\d+)*)?")
 _YEAR = re.compile(r"\b(?:19|20)\d\d[a-z]?\b")
+_NAME = re.compile(r"\b[A-Z][A-Za-z]*-\d+[a-z]?\b")  # GEN-2, CIFAR-10, MNIST-10: names, not numbers
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
 
@@ -58,6 +59,7 @@ def typed_numbers(markdown: str) -> list[str]:
         text = text.replace(name, " ")
     text = _REFERENCE.sub(" ", text)
     text = _YEAR.sub(" ", text)
+    text = _NAME.sub(" ", text)
     out = []
     for m in _NUMBER.finditer(text):
         a, b = max(m.start() - 30, 0), min(m.end() + 30, len(text))

@@ -208,7 +208,7 @@ def require(condition: bool, message: str) -> None:
 
 
 #: Parameters that say how a run is judged or named, not which code it runs: a profile may set them freely.
-POLICY_PARAMETERS = frozenset({"profile", "seed", "strict_claims"})
+POLICY_PARAMETERS = frozenset({"profile", "seed"})
 
 
 def kind_differences(spec: Mapping[str, Any], reference: Mapping[str, Any], other: Mapping[str, Any],

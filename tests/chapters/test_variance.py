@@ -89,7 +89,9 @@ def test_kl_rate_split_identity_and_monte_carlo(trained_vae):
     assert abs(out["residual"]) < 1e-10
     assert abs(out["cross_entropy_mc"] - out["cross_entropy"]) < 4 * out["se_cross_entropy_mc"]
     assert abs(out["rate_mc"] - out["rate"]) < 4 * out["se_rate_mc"]
-    assert out["rate"] == pytest.approx(float(vaemi.measures.metrics.evaluate_elbo(m, x)["kl"]), rel=1e-4)
+    from vaemi.measures.metrics import evaluate_elbo  # not loaded by `import vaemi` (the core only)
+
+    assert out["rate"] == pytest.approx(float(evaluate_elbo(m, x)["kl"]), rel=1e-4)
 
 
 def test_variance_law_table(trained_vae):
@@ -171,11 +173,12 @@ def _images(n, side=8, seed=0, split="train"):
 def test_pca_table_cases_and_smoothing_gaps():
     x = np.random.default_rng(0).normal(size=(120, 9))
     df = ch.pca_table(x, [1, 4, 9])
-    assert list(df.columns) == ["k", "mse", "variance_loss", "relative_gap"]
+    assert list(df.columns) == ["k", "mse", "variance_loss", "discarded", "relative_gap", "eig_gap"]
     assert (df.relative_gap[:2] < 1e-10).all() and df.mse.iloc[-1] < 1e-20  # all components: nothing lost
+    assert (df.eig_gap[:2] < 1e-10).all() and df.discarded.iloc[-1] < 1e-12
     assert df.mse.is_monotonic_decreasing
     gaps = ch.case_gaps(60, seed=1)
-    assert {k: len(v) for k, v in gaps.items()} == {"a": 60, "b": 60, "c": 60}
+    assert {k: len(v) for k, v in gaps.items()} == {"a": 60, "b": 60, "c": 60, "mean": 60, "mean_var": 60}
     assert gaps["a"].min() >= -1e-12 and np.abs(gaps["b"]).max() < 1e-12
     assert np.array_equal(gaps["c"], ch.case_gaps(60, seed=1)["c"])  # reproducible
     walk = ch.closed_random_walk(100, seed=3)
@@ -208,10 +211,22 @@ def test_train_and_evaluate_pairs(tmp_path, monkeypatch):
     assert stages[("running_min", 0)][0].likelihood.running_min
     # the rules of one training start from one initialization, trainings from different ones
     assert not torch.equal(stages[("learned", 0)][0].encoder.net[0].weight, stages[("learned", 1)][0].encoder.net[0].weight)
-    fid_df, var_df = ch.evaluate_pairs(stages, lambda images: float(images.mean()), test, train, 20, seed=0)
-    assert len(fid_df) == 4 * len(ts.SAMPLE_KINDS) * 2 and set(fid_df.normalized) == {False, True}
+    ev = ch.evaluate_pairs(stages, lambda images: float(images.mean()), test, train, 20, seed=0, mmd_n=10)
+    fid_df, var_df = ev["fid"], ev["codes"]
+    # every kind without; GEN-2 with both rules; every kind with the published rule for the running-minimum rule
+    assert len(fid_df) == 2 * (2 * len(ts.SAMPLE_KINDS) + 1) + 2 * (len(ts.SAMPLE_KINDS) + 2) and set(fid_df.norm) == set(ch.NORMS)
+    assert set(fid_df[fid_df.norm == "unit"].kind) == {"GEN-2"}
+    assert set(fid_df[(fid_df.norm == "paper") & (fid_df.rule == "learned")].kind) == {"GEN-2"}
     assert set(var_df.kind) == {"Q(z)", *ts.SAMPLE_KINDS} and len(var_df) == 4 * (len(ts.SAMPLE_KINDS) + 1)
-    assert (var_df.code_variance > 0).all()
+    assert (var_df.code_variance > 0).all() and var_df[var_df.kind.isin(["GEN-1", "GEN-2"])].mmd_to_qz.notna().all()
+    assert len(ev["fig6"]) == len(ev["rule"]) == 4 and set(ev["real"]) == {"sharpness", "contrast", "data_std"}
+    raes = ch.train_raes(train, n_trainings=2, latent_dim=3, stage1=dict(arch="mlp", hidden=[16]), epochs=1, batch_size=20,
+                         lr=1e-3, seed=5)
+    assert set(raes) == {(v, t) for v in ch.RAE_VARIANTS for t in [0, 1]}
+    rae_df = ch.evaluate_raes(raes, lambda images: float(images.mean()), test, train, 20, seed=0)
+    assert len(rae_df) == 4 * len(ts.SAMPLE_KINDS) and set(rae_df.norm) == {"none"}
+    table = ch.fid_table(fid_df, rae_df)
+    assert list(table.columns) == list(ts.SAMPLE_KINDS) and "RAE-SN" in table.index
 
 
 def test_paired_difference_by_hand():

@@ -39,7 +39,7 @@ def test_registration_does_not_depend_on_the_package_init():
         print(sorted(LOSSES), type(get_loss("vmi")).__name__, type(get_loss("infovae")).__name__)
     """)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['elbo', 'infovae', 'vimae', 'vmi'] VariationalMILoss InfoVAELoss"
+    assert r.stdout.strip() == "['elbo', 'infovae', 'rae', 'vimae', 'vmi'] VariationalMILoss InfoVAELoss"
 
 
 @pytest.mark.parametrize("name,suggestion", [("vmii", "'vmi'"), ("ELBO", None), ("info_vae", "'infovae'")])

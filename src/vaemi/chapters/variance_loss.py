@@ -31,7 +31,7 @@ from vaemi.book.params import Bool, Choice, Float, Int, ListOf, require
 from vaemi.book.results import INCONCLUSIVE, decide
 from vaemi.chapters.common import PROFILE, Chapter
 from vaemi.data import ImageData, data_tensor
-from vaemi.losses import BaseLoss, get_loss
+from vaemi.losses import RAELoss, get_loss
 from vaemi.maths.distributions import LOG_2PI
 from vaemi.maths.mmd import mmd2
 from vaemi.measures.variance import (
@@ -977,26 +977,6 @@ def figure_verdicts(fid: pd.DataFrame, fig6: pd.DataFrame, real: dict, rule: str
 
 
 # ------------------------------------------------------------------------------- the RAE baselines
-class RAELoss(BaseLoss):
-    r"""The regularized deterministic autoencoder of Ghosh et al. (RAE): per-image squared error plus
-    :math:`\beta\cdot\frac12\|z\|^2` plus ``decoder_l2`` times the sum of the decoder's squared weights (RAE-L2;
-    0 for RAE-SN, whose decoder is spectrally normalized instead)."""
-
-    name = "rae"
-
-    def __init__(self, beta: float = RAE_BETA, decoder_l2: float = RAE_L2):
-        self.beta, self.decoder_l2 = float(beta), float(decoder_l2)
-
-    def __call__(self, model: VAE, x: torch.Tensor, step: int = 0):
-        z = model.latent.mode(model.encode(x))
-        sq = (x - model.likelihood.mean(model.decode(z))).pow(2).flatten(1).sum(1)
-        code = 0.5 * z.pow(2).sum(1)
-        loss = sq.mean() + self.beta * code.mean()
-        if self.decoder_l2:
-            loss = loss + self.decoder_l2 * sum(p.pow(2).sum() for k, p in model.decoder.named_parameters() if k.endswith("weight"))
-        return loss, {"loss": loss.detach(), "rec": sq.mean().detach(), "code": code.mean().detach()}
-
-
 def build_rae(image_shape: Sequence[int], latent_dim: int, *, arch: str = "mlp", hidden: Sequence[int] = (500, 500),
               channels: Sequence[int] | None = None, **_: Any) -> VAE:
     """A deterministic autoencoder with the two-stage VAE's first-stage networks (a deterministic code, the prior

@@ -58,8 +58,6 @@ def test_verdict_helpers():
     a, b = ch.Bounds(5, 0.1, 6, 0.1), ch.Bounds(1, 0.1, 2, 0.1)
     assert ch.higher(a, b) is True and ch.higher(b, a) is False
     assert ch.higher(ch.Bounds(1, 0.1, 6, 0.1), ch.Bounds(2, 0.1, 3, 0.1)) == INCONCLUSIVE
-    assert ch.combine(True, INCONCLUSIVE) == INCONCLUSIVE and ch.combine(True, False, None) is False
-    assert ch.combine(True, None) is None and ch.combine(True, True) is True
 
 
 # ------------------------------------------------------------------------------------------- derivations (toys)

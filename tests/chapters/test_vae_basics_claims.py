@@ -24,8 +24,6 @@ def test_within_median_below_and_combine_have_three_outcomes():
     assert vb.median_below(np.r_[np.zeros(95), np.ones(5)], 0.5) is True
     assert vb.median_below(np.ones(100), 0.5) is False
     assert vb.median_below(np.r_[np.zeros(52), np.ones(48)], 0.5) == INCONCLUSIVE
-    assert vb.combine(True, INCONCLUSIVE) == INCONCLUSIVE and vb.combine(INCONCLUSIVE, False) is False
-    assert vb.combine(True, None) is None and vb.combine(True, True) is True
 
 
 # ------------------------------------------------------------------------------------------- 1. motivation

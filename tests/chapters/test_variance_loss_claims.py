@@ -42,12 +42,10 @@ def _noisy_decoder(m, scale=10.0, seed=0):
 
 
 # ------------------------------------------------------------------------------------ verdict helpers
-def test_agrees_combine_and_paired_verdict():
+def test_agrees_and_paired_verdict():
     assert ch.agrees(1.0, 1.0, 5000) is True and ch.agrees(5.0, 1.0, 5000) is False
     assert ch.agrees(0.5, 1.0, 10) == INCONCLUSIVE  # too few draws for the standard error to mean anything
     assert ch.agrees(float("nan"), 1.0, 5000) is None
-    assert ch.combine([True, INCONCLUSIVE, True]) == INCONCLUSIVE and ch.combine([True, INCONCLUSIVE, False]) is False
-    assert ch.combine([True, None]) is None and ch.combine([True, True]) is True
     d = ch.paired_difference(pd.Series([1.0, 1.1, 0.9, 1.05]), pd.Series([2.0, 2.1, 2.05, 1.9]))
     assert ch.paired_verdict(d) is True and ch.paired_verdict(d, below=False) is False
     assert ch.paired_verdict(ch.paired_difference(pd.Series([1.0, -1.0, 0.5]), 0.0)) == INCONCLUSIVE

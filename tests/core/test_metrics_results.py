@@ -51,3 +51,36 @@ def test_results_record_claim_save(tmp_path):
     assert d["entries"]["a"] == {"kind": "number", "value": 1.5, "paper": 2.0, "description": "", "unit": ""}
     assert d["entries"]["soft"]["passed"] is False and d["params"] == {"seed": 0}
     assert [x["chapter"] for x in load_all(tmp_path)] == ["demo"]
+
+
+def test_all_of_conjunction_has_four_outcomes():
+    import numpy as np
+
+    from vaemi.book.results import INCONCLUSIVE, all_of
+    assert all_of([True, np.True_]) is True and all_of([]) is True
+    assert all_of([True, INCONCLUSIVE]) == INCONCLUSIVE
+    assert all_of([INCONCLUSIVE, None]) is None  # a part not evaluated: the whole is not
+    assert all_of([None, np.False_, INCONCLUSIVE]) is False  # one failing part decides
+    assert all_of(v for v in (True, True)) is True  # any iterable
+
+
+def test_mean_se_and_paired_mean_se():
+    import numpy as np
+
+    from vaemi.book.results import decide, mean_se, paired_mean_se
+    m, se = mean_se([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert mean_se(torch.tensor([1.0, 3.0])) == (2.0, 1.0)
+    assert math.isnan(mean_se([5.0])[1]) and decide(*mean_se([5.0]), 0.0, above=True) is None
+    with pytest.raises(ValueError, match="empty"):
+        mean_se([])
+    a, b = np.array([3.0, 5.0, 7.0]), np.array([1.0, 2.0, 3.0])
+    assert paired_mean_se(a, b) == mean_se(a - b)
+
+
+def test_finish_refuses_a_name_that_is_both_entry_and_metadata(tmp_path):
+    r = Results("toy", "Toy", {"seed": 0}, profile="smoke")
+    r.record("n_train_used", 10)
+    r.set_meta(n_train_used=10)
+    with pytest.raises(ValueError, match="n_train_used"):
+        r.finish(tmp_path)

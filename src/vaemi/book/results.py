@@ -51,9 +51,11 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["Results", "results_dir", "claim_group", "decide", "glue_markdown", "GROUPS", "ASSERTED_GROUPS", "IDENTITY", "ESTIMATE",
+import numpy as np
+
+__all__ = ["Results", "results_dir", "claim_group", "decide", "all_of", "mean_se", "paired_mean_se", "glue_markdown", "GROUPS", "ASSERTED_GROUPS", "IDENTITY", "ESTIMATE",
            "HOLDS", "FAILS", "INCONCLUSIVE", "NOT_EVALUATED", "STATUSES"]
 
 IDENTITY, ESTIMATE = "identity", "estimate"
@@ -91,6 +93,38 @@ def decide(estimate: float, se: float, threshold: float, *, above: bool, z: floa
     if above:
         return True if lo > threshold else (False if hi < threshold else INCONCLUSIVE)
     return True if hi < threshold else (False if lo > threshold else INCONCLUSIVE)
+
+
+def all_of(verdicts: Iterable[Any]) -> bool | str | None:
+    """One verdict for "all of these hold" (each True, False, :data:`INCONCLUSIVE` or None; numpy booleans
+    allowed): False if one fails, else None if one was not evaluated, else :data:`INCONCLUSIVE` if one is, else
+    True (also for no verdicts)."""
+    vs = [bool(v) if isinstance(v, (bool, np.bool_)) else v for v in verdicts]
+    if any(v is False for v in vs):
+        return False
+    if any(v is None for v in vs):
+        return None
+    if any(v == INCONCLUSIVE for v in vs):
+        return INCONCLUSIVE
+    return True
+
+
+def mean_se(values: Any) -> tuple[float, float]:
+    """Mean and standard error of the mean of a sample (array, list or tensor; float64). The standard error is
+    NaN for fewer than two values (so :func:`decide` calls it not evaluated)."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if len(v) == 0:
+        raise ValueError("mean_se of an empty sample")
+    return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
+
+
+def paired_mean_se(a: Any, b: Any) -> tuple[float, float]:
+    """Mean and standard error of the paired differences ``a - b`` (two aligned samples, e.g. per test image)."""
+    a = a.detach().cpu().numpy() if hasattr(a, "detach") else a
+    b = b.detach().cpu().numpy() if hasattr(b, "detach") else b
+    return mean_se(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
 
 
 def claim_group(entry: dict[str, Any]) -> str:
@@ -261,6 +295,9 @@ class Results:
     def record_many(self, values: dict[str, Any], *, prefix: str = "", unit: str = "",
                     paper: dict[str, Any] | None = None) -> dict[str, Any]:
         """``record(prefix + key, value, unit=unit, paper=paper.get(key))`` for every item; returns them."""
+        unknown = sorted(set(paper or {}) - set(values))
+        if unknown:
+            raise ValueError(f"record_many: paper values for keys that are not recorded: {unknown}")
         return {k: self.record(f"{prefix}{k}", v, unit=unit, paper=(paper or {}).get(k)) for k, v in values.items()}
 
     def claim(self, key: str, statement: str, passed: bool | str | None, *, ours: Any = None, paper: Any = None,
@@ -353,6 +390,10 @@ class Results:
 
         if self.started is not None and "chapter_minutes" not in self.entries:
             self.record("chapter_minutes", (time.perf_counter() - self.started) / 60, unit="min")
+        both = sorted(set(self.meta) & set(self.entries))
+        if both:  # both are glued by name: the page build would stop on a duplicate glue key
+            raise ValueError(f"{self.chapter!r}: {both} recorded both as an entry and as metadata (set_meta); "
+                             "give them one name each")
         path = self.save(directory)
         table = pd.DataFrame([{"claim": c["key"], "group": c["group"], "kind": c["type"], "verdict": c["status"],
                                "asserted": "yes" if c["asserted"] else "no", "statement": c["statement"]}

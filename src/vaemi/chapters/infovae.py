@@ -13,7 +13,7 @@ Verdict helpers (they would belong in :mod:`vaemi.book.results`, beside :func:`~
 * :class:`Bounds` and :func:`higher`: "A carries more information than B", decided lower bound against upper
   bound (holds when A's lower bound is above B's upper bound, fails when A's upper bound is below B's lower bound,
   inconclusive when the intervals overlap);
-* :func:`combine`: the verdict of a conjunction.
+* :func:`~vaemi.book.results.all_of`: the verdict of a conjunction.
 
 Measures on trained models that are not in :mod:`vaemi.measures` (they would belong there): the generative upper
 bound on :math:`I([z,c];\\tilde x)` (:func:`generative_mi_upper_bound`), the per-dimension generative lower bound
@@ -34,7 +34,7 @@ from scipy import integrate, stats
 from torch import distributions as D
 
 from vaemi.book.params import Bool, Choice, Float, Int, ListOf, require
-from vaemi.book.results import INCONCLUSIVE, decide
+from vaemi.book.results import INCONCLUSIVE, all_of, decide, mean_se, paired_mean_se
 from vaemi.chapters.common import PROFILE, Chapter
 from vaemi.data import data_tensor
 from vaemi.losses.elbo import ELBOLoss
@@ -125,19 +125,6 @@ def agree(estimate: float, target: float, se: float, *, z: float = 4.0, tol: flo
     return INCONCLUSIVE if z * se > tol else True
 
 
-def combine(*verdicts: bool | str | None) -> bool | str | None:
-    """The verdict of a conjunction: fails if one part fails, not evaluated if one part is not (and none fails),
-    inconclusive if one part is inconclusive (and none fails or is missing), holds if all hold."""
-    vs = list(verdicts)
-    if any(v is False for v in vs):
-        return False
-    if any(v is None for v in vs):
-        return None
-    if any(v == INCONCLUSIVE for v in vs):
-        return INCONCLUSIVE
-    return True
-
-
 @dataclass(frozen=True)
 class Bounds:
     """A lower and an upper bound on one information (nats), each with its standard error."""
@@ -176,12 +163,6 @@ def higher(a: Bounds, b: Bounds, *, z: float = 2.0, combined: bool = False) -> b
         win = a.lo - z * a.se_lo > b.up + z * b.se_up
         lose = a.up + z * a.se_up < b.lo - z * b.se_lo
     return True if win else (False if lose else INCONCLUSIVE)
-
-
-def mean_se(v: np.ndarray | torch.Tensor) -> tuple[float, float]:
-    """Mean and standard error of the mean of a 1-D sample."""
-    v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -264,7 +245,7 @@ def reparam_check(seed: int, draws: int | None = None, lg: LinearGaussian | None
     for name, sample, target, tol in rows:
         mean, se = mean_se(sample)
         out.append(dict(term=name, estimate=mean, closed=target, se=se, verdict=agree(mean, target, se, tol=tol)))
-    return {"rows": out, "verdict": combine(*(r["verdict"] for r in out)), "draws": draws,
+    return {"rows": out, "verdict": all_of(r["verdict"] for r in out), "draws": draws,
             "max_z": max(abs(r["estimate"] - r["closed"]) / r["se"] for r in out)}
 
 
@@ -338,7 +319,7 @@ def mi_gaussian_check(seed: int, draws: int | None = None, lg: LinearGaussian | 
     v = -lg.prior().log_prob(z) + post.log_prob(z)
     est, se = mean_se(v)
     return {"closed": closed, "entropy_form": h_diff, "identity_err": abs(closed - h_diff), "estimate": est, "se": se,
-            "verdict": combine(abs(closed - h_diff) < 1e-9, agree(est, closed, se))}
+            "verdict": all_of([abs(closed - h_diff) < 1e-9, agree(est, closed, se)])}
 
 
 def jensen_chain_check(seed: int, draws: int | None = None, lg: LinearGaussian | None = None) -> dict[str, Any]:
@@ -373,7 +354,7 @@ def jensen_chain_check(seed: int, draws: int | None = None, lg: LinearGaussian |
     rhs = np.array([r["rhs"] for r in rows] + [rhs_post])
     inequality = bool((rhs <= lhs + 1e-12).all()) and lhs - rhs_post > 0
     return {"lhs": lhs, "rows": rows, "rhs_post": rhs_post, "jensen_gap_post": lhs - rhs_post, "inequality": inequality,
-            "gap_min": float(lhs - rhs.max()), "verdict": combine(*verdicts, inequality),
+            "gap_min": float(lhs - rhs.max()), "verdict": all_of([*verdicts, inequality]),
             "max_z": max(abs(r["estimate"] - lhs) / r["se"] for r in rows), "min_ess": min(r["ess"] for r in rows)}
 
 
@@ -698,11 +679,6 @@ def part_bounds(s: dict[str, float], part: str) -> Bounds:
     return Bounds(s[f"Iq_{part}"], s[f"se_Iq_{part}"], s[f"rate_{part}"], s[f"se_rate_{part}"])
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the paired differences a - b."""
-    return mean_se(np.asarray(a, float) - np.asarray(b, float))
-
-
 def ic_similar_total(info_c: Bounds, info_total_up: tuple[float, float], vae_total: Bounds, *, low: float = 0.8,
                      high: float = 1.2) -> bool | str | None:
     """'The MI in c assumed a similar value as the overall MI when training a stock VAE', two-sided on one joint:
@@ -710,7 +686,7 @@ def ic_similar_total(info_c: Bounds, info_total_up: tuple[float, float], vae_tot
     information, each decided lower bound against upper bound (2 SE each). The infoVAE's upper bound on I(c) is its
     upper bound on I([z, c])."""
     c = Bounds(info_c.lo, info_c.se_lo, *info_total_up)
-    return combine(higher(c, vae_total.scaled(low)), higher(vae_total.scaled(high), c))
+    return all_of([higher(c, vae_total.scaled(low)), higher(vae_total.scaled(high), c)])
 
 
 def z_zero_quickly(info_z: Bounds, vae_z: Bounds, rate_per_epoch: Sequence[float], *, share: float = 0.05
@@ -726,7 +702,7 @@ def z_zero_quickly(info_z: Bounds, vae_z: Bounds, rate_per_epoch: Sequence[float
     half = math.ceil(len(rates) / 2)
     quick = bool(first is not None and first <= half and level > 0)
     return {"level": level, "first_epoch": first, "half": half,
-            "verdict": combine(higher(vae_z.scaled(share), info_z), quick)}
+            "verdict": all_of([higher(vae_z.scaled(share), info_z), quick])}
 
 
 def spearman_salience(bound: np.ndarray, influence: np.ndarray) -> float:
@@ -759,16 +735,16 @@ def orders_agree(per_model: dict[Any, dict[str, np.ndarray]], z: float = 2.0) ->
     rows, verdicts = [], []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            de, se_e = paired(per_model[a]["elbo"], per_model[b]["elbo"])
+            de, se_e = paired_mean_se(per_model[a]["elbo"], per_model[b]["elbo"])
             if abs(de) <= z * se_e:
                 continue
             sign = 1.0 if de > 0 else -1.0
-            dr, se_r = paired(per_model[a]["log_rec_prob"], per_model[b]["log_rec_prob"])
+            dr, se_r = paired_mean_se(per_model[a]["log_rec_prob"], per_model[b]["log_rec_prob"])
             v = decide(sign * dr, se_r, 0.0, above=True, z=z)
             rows.append(dict(a=a, b=b, d_elbo=de, se_elbo=se_e, d_recprob=dr, se_recprob=se_r, verdict=v))
             verdicts.append(v)
     return {"rows": rows, "pairs": len(rows), "reversed": sum(v is False for v in verdicts),
-            "verdict": combine(*verdicts) if verdicts else None}
+            "verdict": all_of(verdicts) if verdicts else None}
 
 
 # ------------------------------------------------------------------------------------------- §4 without the KL
@@ -786,9 +762,9 @@ def delta_posterior(std_per_epoch: Sequence[float], nokl_logvar: np.ndarray, vae
     mean log-variance (log of the ratio) against -log(factor), 2 SE."""
     s = np.asarray(std_per_epoch, dtype=float)
     falls = bool(len(s) >= 2 and np.all(np.diff(s) < 0))
-    d, se = paired(np.asarray(nokl_logvar) / 2, np.asarray(vae_logvar) / 2)
+    d, se = paired_mean_se(np.asarray(nokl_logvar) / 2, np.asarray(vae_logvar) / 2)
     return {"falls": falls, "log_ratio": d, "se": se, "ratio": float(np.exp(d)),
-            "verdict": combine(falls, decide(d, se, -math.log(factor), above=False))}
+            "verdict": all_of([falls, decide(d, se, -math.log(factor), above=False)])}
 
 
 def listed(values: Iterable[float], fmt: str = "{:.3g}") -> str:

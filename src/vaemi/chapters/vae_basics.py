@@ -11,7 +11,7 @@ Verdict helpers (they would belong in :mod:`vaemi.book.results`, beside :func:`~
   closed form with a Monte Carlo estimate; inconclusive when the sample is too small for its standard error to mean
   anything;
 * :func:`median_below`: "the median of a sample is below a threshold", a sign test judged in standard errors;
-* :func:`combine`: the verdict of a conjunction (fails if one part fails, inconclusive if one part is and none fails).
+* :func:`~vaemi.book.results.all_of`: the verdict of a conjunction (fails if one part fails, inconclusive if one part is and none fails).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from scipy import integrate, optimize, special, stats
 from torch import distributions as D
 
 from vaemi.book.params import Bool, Choice, Float, Int, ListOf, require
-from vaemi.book.results import INCONCLUSIVE, decide
+from vaemi.book.results import INCONCLUSIVE, all_of, decide, mean_se
 from vaemi.chapters.common import PROFILE, Chapter
 from vaemi.losses import elbo_terms, get_loss
 from vaemi.maths import distributions as vd
@@ -82,19 +82,6 @@ MIN_N = 10
 
 
 # ------------------------------------------------------------------------------------------- verdict helpers
-def combine(*verdicts: Any) -> bool | str | None:
-    """The verdict of "all of these hold": False if one fails, else None if one was not evaluated, else
-    :data:`INCONCLUSIVE` if one is inconclusive, else True."""
-    vs = [INCONCLUSIVE if v == INCONCLUSIVE else (None if v is None else bool(v)) for v in verdicts]
-    if any(v is False for v in vs):
-        return False
-    if any(v is None for v in vs):
-        return None
-    if any(v == INCONCLUSIVE for v in vs):
-        return INCONCLUSIVE
-    return True
-
-
 def within(diff: Any, se: Any, tol: float = 0.0, *, z: float, n: int | None = None,
            min_n: int = MIN_N) -> bool | str | None:
     """The verdict of "``diff`` is zero up to ``tol`` plus ``z`` standard errors", for a scalar or every element.
@@ -121,12 +108,6 @@ def median_below(values: Any, threshold: float, *, z: float = 3.0) -> bool | str
     return decide(frac, math.sqrt(frac * (1 - frac) / len(v)), 0.5, above=True, z=z, min_ess=MIN_N, ess=len(v))
 
 
-def mean_se(values: Any) -> tuple[float, float]:
-    """Mean and standard error of the mean of a sample (float64)."""
-    v = np.asarray(values, dtype=float).ravel()
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.inf
-
-
 # ------------------------------------------------------------------------------------------- 1. motivation
 #: The chapter's mixture of three Gaussians (the notes' Fig. 1 is missing from the text: our own components).
 MIXTURE = {"w": np.array([0.3, 0.45, 0.25]), "mu": np.array([-4.0, 0.0, 3.5]), "sd": np.array([0.8, 1.0, 0.6])}
@@ -148,7 +129,7 @@ def mixture_verdict(ll_true: np.ndarray, ll_single: np.ndarray, ll_model: np.nda
     difference) and comes within 0.02 nats + 3 SE of the true density, on held-out points (per-point log densities)."""
     gain, gain_se = mean_se(ll_model - ll_single)
     dist, dist_se = mean_se(ll_model - ll_true)
-    passed = combine(decide(gain, gain_se, 0.2, above=True, z=3), within(dist, dist_se, 0.02, z=3, n=len(ll_true)))
+    passed = all_of([decide(gain, gain_se, 0.2, above=True, z=3), within(dist, dist_se, 0.02, z=3, n=len(ll_true))])
     return dict(gain=gain, gain_se=gain_se, dist=dist, dist_se=dist_se, passed=passed)
 
 
@@ -165,7 +146,7 @@ def conditional_is_simple(x_fit: np.ndarray, z_fit: np.ndarray, x_held: np.ndarr
         rows.append(dict(k=k, n=len(held), diff=m, se=se, ok=within(m, se, 0.01, z=3, n=len(held))))
     table = pd.DataFrame(rows)
     loss, loss_se = mean_se(ll_true - ll_single)
-    passed = combine(*table.ok, decide(loss, loss_se, 0.2, above=True, z=3))
+    passed = all_of([*table.ok, decide(loss, loss_se, 0.2, above=True, z=3)])
     return dict(table=table, max_abs_diff=float(table["diff"].abs().max()), marginal_loss=loss,
                 marginal_loss_se=loss_se, passed=passed)
 
@@ -209,7 +190,7 @@ def marginal_unbiased(summary: pd.DataFrame, m: int) -> tuple[bool | str | None,
     dimension and at every dimension whose median ESS is at least 10% of ``m``. Returns the verdict and the
     dimensions checked."""
     rows = summary[(summary.index == 0) | (summary.median_ess >= 0.1 * m)]
-    return (combine(*[within(r.mean_ratio - 1, r.se_ratio, z=4, n=int(r.repeats)) for r in rows.itertuples()]),
+    return (all_of([within(r.mean_ratio - 1, r.se_ratio, z=4, n=int(r.repeats)) for r in rows.itertuples()]),
             [int(d) for d in rows.d])
 
 
@@ -221,7 +202,7 @@ def marginal_fails_high_dim(marg: pd.DataFrame, m: int) -> dict[str, Any]:
     bias = decide(err, se, -1.0, above=False, z=3, min_ess=MIN_N, ess=len(hi))
     ess = median_below(hi.ess, 0.01 * m)
     return dict(bias=err, se=se, median_ess=float(hi.ess.median()), bias_verdict=bias, ess_verdict=ess,
-                passed=combine(bias, ess))
+                passed=all_of([bias, ess]))
 
 
 def marginal_degrades(summary: pd.DataFrame) -> bool | str | None:
@@ -232,7 +213,7 @@ def marginal_degrades(summary: pd.DataFrame) -> bool | str | None:
                min_ess=MIN_N, ess=min(lo.repeats, hi.repeats))
     s = decide(hi.mean_log_ess - lo.mean_log_ess, math.hypot(hi.se_log_ess, lo.se_log_ess), 0.0, above=False, z=3,
                min_ess=MIN_N, ess=min(lo.repeats, hi.repeats))
-    return combine(e, s) if ok else INCONCLUSIVE
+    return all_of([e, s]) if ok else INCONCLUSIVE
 
 
 def eq2_estimates(lg: LinearGaussian, x: torch.Tensor, m: int, repeats: int, seed: int) -> pd.DataFrame:
@@ -260,8 +241,8 @@ def eq2_verdicts(est: pd.DataFrame, n_points: int, m: int) -> dict[str, Any]:
     err, err_se = mean_se(est.per_point_error)
     gap, gap_se = mean_se(est.product_error - est.per_point_error)
     per_point = within(err, err_se, 0.05 * n_points, z=3, n=len(est))
-    product = combine(decide(gap, gap_se, -1.0, above=False, z=3, min_ess=MIN_N, ess=len(est)),
-                      median_below(est.ess, 0.01 * m))
+    product = all_of([decide(gap, gap_se, -1.0, above=False, z=3, min_ess=MIN_N, ess=len(est)),
+                      median_below(est.ess, 0.01 * m)])
     return dict(per_point_error=err, per_point_se=err_se, product_gap=gap, product_gap_se=gap_se,
                 product_median_ess=float(est.ess.median()), per_point_ok=per_point, product_degenerate=product)
 
@@ -279,7 +260,7 @@ def mle_equals_min_kl(mu_ml: float, sd_ml: float, mu_kl: float, sd_kl: float, di
     """Eq. 4: the maximum-likelihood Gaussian equals the KL minimizer up to sampling error, each parameter within
     4 standard errors (the sample mean's :math:`\\sigma/\\sqrt n`, the sample sd's delta-method SE)."""
     se_mu, se_sd = float(dist.std()) / math.sqrt(n), sample_sd_se(dist, n)
-    passed = combine(within(mu_ml - mu_kl, se_mu, z=4, n=n), within(sd_ml - sd_kl, se_sd, z=4, n=n))
+    passed = all_of([within(mu_ml - mu_kl, se_mu, z=4, n=n), within(sd_ml - sd_kl, se_sd, z=4, n=n)])
     return dict(z_mu=abs(mu_ml - mu_kl) / se_mu, z_sd=abs(sd_ml - sd_kl) / se_sd, se_mu=se_mu, se_sd=se_sd,
                 passed=passed)
 
@@ -587,7 +568,7 @@ def amortization_verdicts(toy: dict[str, Any], n_train: int = 2000, n_held: int 
     """The three claims of the toy experiment: (B) above (A) by 3 SE after each number of epochs; the KL from the data
     distribution to (B)'s model below a tenth of its initial value and below 0.05 nats; (B)'s average amortization
     gap on held-out points below 0.05 nats (3 SE)."""
-    beats = combine(*[decide(m, se, 0.0, above=True, z=3, min_ess=MIN_N, ess=n_train)
+    beats = all_of([decide(m, se, 0.0, above=True, z=3, min_ess=MIN_N, ess=n_train)
                       for m, se in toy["elbo_diff"].values()])
     recovers = toy["kl_data_final"] < toy["kl_data_initial"] / 10 and toy["kl_data_final"] < 0.05
     new_points = decide(toy["amortization_gap"], toy["amortization_gap_se"], 0.05, above=False, z=3,
@@ -654,7 +635,7 @@ def kl_gradient_check(mu: torch.Tensor, logvar: torch.Tensor, n: int, seed: int,
     diff = grads.mean(0) - exact
     max_z = float((diff.abs() / se.clamp_min(1e-300)).max())
     return dict(identity_err=identity_err, max_z=max_z,
-                passed=combine(identity_err < 1e-10, within(diff.numpy(), se.numpy(), z=5, n=n)))
+                passed=all_of([identity_err < 1e-10, within(diff.numpy(), se.numpy(), z=5, n=n)]))
 
 
 # ------------------------------------------------------------------------------------------- 7. reparameterization
@@ -697,10 +678,10 @@ def reparam_verdicts(table: pd.DataFrame) -> dict[str, Any]:
     the lower variance at every dimension (log ratio above 0 by 3 SE) and its advantage grows from the smallest to the
     largest dimension (difference of log ratios above 0 by 3 SE)."""
     r = variance_ratios(table)
-    lower = combine(*[decide(x.log_ratio, x.se, 0.0, above=True, z=3, min_ess=MIN_N, ess=x.n) for x in r.itertuples()])
+    lower = all_of([decide(x.log_ratio, x.se, 0.0, above=True, z=3, min_ess=MIN_N, ess=x.n) for x in r.itertuples()])
     lo, hi = r.iloc[0], r.iloc[-1]
     grows = decide(hi.log_ratio - lo.log_ratio, math.hypot(hi.se, lo.se), 0.0, above=True, z=3)
-    return dict(unbiased=combine(*table.unbiased), lower=lower, grows=grows, ratios=r)
+    return dict(unbiased=all_of(table.unbiased), lower=lower, grows=grows, ratios=r)
 
 
 # ------------------------------------------------------------------------------------------- 8. the VAE
@@ -845,4 +826,4 @@ def paired_trend(values: Sequence[np.ndarray], *, increasing: bool) -> bool | st
     for a, b in pairwise(values):
         m, se = mean_se(np.asarray(b) - np.asarray(a))
         out.append(decide(m, se, 0.0, above=increasing, z=3, min_ess=MIN_N, ess=len(a)))
-    return combine(*out)
+    return all_of(out)

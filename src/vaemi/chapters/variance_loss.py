@@ -11,7 +11,7 @@ Verdict helpers (they would belong in :mod:`vaemi.book.results` beside :func:`~v
 
 * :func:`agrees`: "a Monte Carlo estimate agrees with its closed form within ``z`` standard errors", inconclusive
   when the sample is too small (fewer than :data:`MIN_MC` draws) for its standard error to mean anything;
-* :func:`combine`: the verdict of a conjunction ("for every model"): fails if one part fails, not evaluated if one
+* :func:`~vaemi.book.results.all_of`: the verdict of a conjunction ("for every model"): fails if one part fails, not evaluated if one
   part is, inconclusive if one part is and none fails;
 * :func:`paired_verdict`: "``a`` below (or above) ``b``, paired, by more than ``z`` standard errors".
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from vaemi.book.params import Bool, Choice, Float, Int, ListOf, require
-from vaemi.book.results import INCONCLUSIVE, decide
+from vaemi.book.results import all_of, decide, mean_se
 from vaemi.chapters.common import PROFILE, Chapter
 from vaemi.data import ImageData, data_tensor
 from vaemi.losses import RAELoss, get_loss
@@ -179,24 +179,11 @@ def agrees(diff: float, se: float, n: int, *, z: float = 4.0, min_n: int = MIN_M
     return decide(abs(diff) / se, 0.0, z, above=False, min_ess=min_n, ess=n)
 
 
-def combine(verdicts: Iterable) -> Any:
-    """The verdict of a conjunction: False if one part fails, None if one is not evaluated, :data:`INCONCLUSIVE` if
-    one is inconclusive, True if all hold (True for no parts)."""
-    vs = list(verdicts)
-    if any(v is False for v in vs):
-        return False
-    if any(v is None for v in vs):
-        return None
-    if any(v == INCONCLUSIVE for v in vs):
-        return INCONCLUSIVE
-    return True
-
-
 def paired_difference(a, b) -> dict:
     """Mean, standard error and sign count of the paired differences ``a - b`` (two aligned series)."""
     d = np.asarray(a - b, dtype=float)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return {"mean": float(d.mean()), "se": se, "below": int((d < 0).sum()), "of": int(len(d))}
+    mean, se = mean_se(d)
+    return {"mean": mean, "se": se, "below": int((d < 0).sum()), "of": int(len(d))}
 
 
 def paired_verdict(d: dict, *, below: bool = True, z: float = 2.0, threshold: float = 0.0):
@@ -361,7 +348,7 @@ def cross_entropy_verdict(scan: pd.DataFrame, draws: int = XENT_DRAWS) -> Any:
     (the closed forms), and the Monte Carlo cross-entropy agrees with the closed form within 4 SE at every s."""
     shape = bool((np.diff(scan.cross_entropy) > 0).all() and scan.cross_entropy.idxmin() == scan.s.idxmin()
                  and abs(scan.s[scan.kl.idxmin()] - 1.0) < 1e-9)
-    return combine([shape, agrees(float(scan.z.abs().max()), 1.0, draws)])
+    return all_of([shape, agrees(float(scan.z.abs().max()), 1.0, draws)])
 
 
 # --------------------------------------------------------------------------------- section 3: PCA
@@ -840,9 +827,9 @@ def evaluate_pairs(stages: dict, scorer, test: ImageData, train: ImageData, n: i
             if kind == "GEN-2":
                 ds = laplacian_energy(images["paper"]) - laplacian_energy(images["none"])
                 dc = contrast(images["paper"]) - contrast(images["none"])
-                fig6_rows.append(dict(rule=rule_name, training=r, fires=rule["fires"], sharp_gap=float(ds.mean()),
-                                      sharp_gap_se=float(ds.std(ddof=1) / math.sqrt(len(ds))), contrast_gap=float(dc.mean()),
-                                      contrast_gap_se=float(dc.std(ddof=1) / math.sqrt(len(dc)))))
+                (sharp, sharp_se), (con, con_se) = mean_se(ds), mean_se(dc)
+                fig6_rows.append(dict(rule=rule_name, training=r, fires=rule["fires"], sharp_gap=sharp,
+                                      sharp_gap_se=sharp_se, contrast_gap=con, contrast_gap_se=con_se))
     real_stats = {"sharpness": float(laplacian_energy(real).mean()), "contrast": float(contrast(real).mean()), "data_std": data_std}
     return {"fid": pd.DataFrame(fid_rows), "codes": pd.DataFrame(code_rows), "fig6": pd.DataFrame(fig6_rows),
             "rule": pd.DataFrame(rule_rows), "real": real_stats}
@@ -912,7 +899,7 @@ def row_order(w: pd.DataFrame | None, norm: str = "none") -> tuple[Any, dict]:
         return None, {}
     d1 = paired_difference(w[("REC", norm)], w[("GEN-2", norm)])
     d2 = paired_difference(w[("GEN-2", norm)], w[("GEN-1", norm)])
-    return combine([paired_verdict(d1), paired_verdict(d2)]), {"rec_minus_gen2": d1, "gen2_minus_gen1": d2}
+    return all_of([paired_verdict(d1), paired_verdict(d2)]), {"rec_minus_gen2": d1, "gen2_minus_gen1": d2}
 
 
 def table_row_verdicts(wide: pd.DataFrame, rae_wide: pd.DataFrame) -> dict[str, tuple[Any, dict]]:
@@ -937,14 +924,14 @@ def table_row_verdicts(wide: pd.DataFrame, rae_wide: pd.DataFrame) -> dict[str, 
         out["running_min_beats_learned_gen2"] = (None, {})
     if rm is not None:
         cols = {k: paired_difference(rm[(k, "paper")], rm[(k, "none")]) for k in SAMPLE_KINDS}
-        out["renorm_lowers_every_column_running_min"] = (combine(paired_verdict(d) for d in cols.values()), cols)
+        out["renorm_lowers_every_column_running_min"] = (all_of(paired_verdict(d) for d in cols.values()), cols)
     else:
         out["renorm_lowers_every_column_running_min"] = (None, {})
     if rm is not None and dw is not None and l2 is not None and sn is not None:
         best = rm[("GEN-2", "paper")]
         vs = {"learned": paired_difference(best, dw[("GEN-2", "none")]), "RAE-L2": paired_difference(best, l2[("GEN-2", "none")]),
               "RAE-SN": paired_difference(best, sn[("GEN-2", "none")])}
-        out["ours_normalized_best_gen2"] = (combine(paired_verdict(d) for d in vs.values()), vs)
+        out["ours_normalized_best_gen2"] = (all_of(paired_verdict(d) for d in vs.values()), vs)
     else:
         out["ours_normalized_best_gen2"] = (None, {})
     out["rae_l2_row_order"] = row_order(l2)
@@ -966,14 +953,14 @@ def figure_verdicts(fid: pd.DataFrame, fig6: pd.DataFrame, real: dict, rule: str
     else:
         keep = paired_difference(ours_rows[("GEN-2", "paper")] / real["sharpness"], 0.0)
         vs = paired_difference(ours_rows[("GEN-2", "paper")], learned[("GEN-1", "none")])
-        f5 = (combine([bool(keep["mean"] >= 0.8), paired_verdict(vs, below=False)]),
+        f5 = (all_of([bool(keep["mean"] >= 0.8), paired_verdict(vs, below=False)]),
               {"share_of_real_sharpness": keep, "minus_learned_gen1": vs})
     g = fig6[fig6.rule == rule] if len(fig6) else fig6
     if not len(g):
         return f5, (None, [])
     parts = [decide(r.sharp_gap, r.sharp_gap_se, 0.0, above=True, z=3) for r in g.itertuples()]
     parts += [decide(r.contrast_gap, r.contrast_gap_se, 0.0, above=True, z=3) for r in g.itertuples()]
-    return f5, (combine(parts), g.to_dict("records"))
+    return f5, (all_of(parts), g.to_dict("records"))
 
 
 # ------------------------------------------------------------------------------- the RAE baselines

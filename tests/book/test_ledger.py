@@ -122,3 +122,14 @@ def test_the_export_validates_against_its_schema(tmp_path):
 def test_the_export_of_the_real_ledger_validates(tmp_path):
     schema = json.loads((ROOT / "ledger" / "schema.json").read_text())
     jsonschema.validate(ledger.export(ledger.load(ROOT / "ledger"), [], root=ROOT), schema)
+
+
+def test_ledgers_load_in_the_order_of_the_table_of_contents(tmp_path):
+    import yaml
+    (tmp_path / "ledger").mkdir()
+    for ch in ("alpha", "beta", "gamma"):
+        (tmp_path / "ledger" / f"{ch}.yaml").write_text(yaml.safe_dump({**_doc(ITEMS[:1]), "chapter": ch}))
+    assert list(ledger.load(tmp_path / "ledger")) == ["alpha", "beta", "gamma"]  # by name without a table of contents
+    (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n- file: book/gamma\n- file: book/alpha\n")
+    assert list(ledger.load(tmp_path / "ledger")) == ["gamma", "alpha", "beta"]  # the book's order, the rest after
+    assert list(ledger.load()) == [p.stem for p in chapters(ROOT)]  # the repository: every chapter, in book order

@@ -64,12 +64,18 @@ def ledger_dir(root: Path | None = None) -> Path:
 
 
 def load(directory: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every ledger file of ``directory`` (default :func:`ledger_dir`), by chapter id."""
+    """Every ledger file of ``directory`` (default :func:`ledger_dir`), by chapter id, in the order of the book's
+    table of contents (``_toc.yml`` beside the ledger folder) where there is one, else by name."""
     d = Path(directory) if directory is not None else ledger_dir()
     out = {}
     for f in sorted(d.glob("*.yaml")):
         doc = yaml.safe_load(f.read_text())
         out[doc.get("chapter", f.stem)] = doc
+    toc = d.parent / "_toc.yml"
+    if toc.exists():
+        text = toc.read_text()
+        rank = {ch: (text.find(f"book/{ch}") if f"book/{ch}" in text else len(text)) for ch in out}
+        out = dict(sorted(out.items(), key=lambda kv: rank[kv[0]]))
     return out
 
 
@@ -296,13 +302,13 @@ def _seeds_words(item: dict[str, Any]) -> str:
 
 
 def headline_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per document and a total: items, reproduced, not reproduced, inconclusive or not evaluated, not
-    testable here, set-up facts."""
+    """One row per document (named by its chapter's title; the document's full name heads its section) and a
+    total: items, reproduced, not reproduced, inconclusive or not evaluated, not testable here, set-up facts."""
     def row(name, c):
-        return {"document": name, "items": c["items"], "reproduced": c[REPRODUCED], "not reproduced": c[NOT_REPRODUCED],
-                "inconclusive or not evaluated": c[INCONCLUSIVE] + c[NOT_EVALUATED], "not testable here": c[NOT_TESTABLE],
-                "set-up facts (followed / changed)": f"{c[FOLLOWED]} / {c[CHANGED]}"}
-    return [row(d["document"], d["counts"]) for d in data["documents"]] + [row("Total", data["totals"])]
+        return {"source (chapter)": name, "items": c["items"], "reproduced": c[REPRODUCED],
+                "not reproduced": c[NOT_REPRODUCED], "inconclusive / not evaluated": c[INCONCLUSIVE] + c[NOT_EVALUATED],
+                "not testable here": c[NOT_TESTABLE], "set-up facts (followed / changed)": f"{c[FOLLOWED]} / {c[CHANGED]}"}
+    return [row(d["title"], d["counts"]) for d in data["documents"]] + [row("Total", data["totals"])]
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -84,3 +84,17 @@ def test_finish_refuses_a_name_that_is_both_entry_and_metadata(tmp_path):
     r.set_meta(n_train_used=10)
     with pytest.raises(ValueError, match="n_train_used"):
         r.finish(tmp_path)
+
+
+def test_a_verdict_says_how_often_it_held_over_the_published_seeds(monkeypatch):
+    import vaemi.book.results as results_module
+    glued = {}
+    monkeypatch.setattr(results_module, "glue_markdown", lambda k, text: glued.__setitem__(k, text))
+    r = Results("toy", "Toy", {"seed": 0}, profile="smoke")
+    r.seed_tally = {"grows": "3 of 4", "exact": "4 of 4"}
+    r.claim("grows", "it grows", True, kind="estimate", group="source")
+    r.claim("exact", "an identity", True, kind="identity", group="derivation")
+    r.claim("other", "not in the sweep", False, kind="estimate", group="source")
+    assert glued["grows"] == "holds (held at 3 of 4 seeds of the published sweep)"
+    assert glued["exact"] == "holds"  # asserted checks hold at every seed or the build fails: no tally
+    assert glued["other"] == "does **not** hold"

@@ -200,9 +200,15 @@ def ablation_provenance(records: dict[str, str | Path]):
 
 
 def load_all(directory: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every results file in the folder, sorted by chapter id."""
+    """Every results file in the folder, in the order of the book's table of contents (the ``_toc.yml`` of the first
+    :func:`repository_roots`; chapters it does not list after the rest), else sorted by chapter id."""
     d = Path(directory) if directory is not None else results_dir()
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    roots = repository_roots()
+    if roots:
+        toc = (roots[0] / "_toc.yml").read_text()
+        runs.sort(key=lambda r: toc.find(f"book/{r.get('chapter')}") % (len(toc) + 1))  # -1 (absent) sorts last
+    return runs
 
 
 def published_names() -> list[str]:

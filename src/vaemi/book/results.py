@@ -236,6 +236,9 @@ class Results:
         self.meta: dict[str, Any] = {}
         self.reduced_data: str | None = None  # why the run is on reduced data, if it is
         self.started: float | None = None  # time.perf_counter() at the chapter's start: finish records the minutes
+        #: claim key -> how often it held over the chapter's published seed sweep (e.g. "3 of 4"), set by
+        #: :meth:`vaemi.chapters.common.Chapter.start`; the glued verdict of a source or our claim then says it.
+        self.seed_tally: dict[str, str] = {}
 
     # ------------------------------------------------------------------ facts about the run
     def set_meta(self, **kw: Any) -> None:
@@ -362,7 +365,9 @@ class Results:
         if bad:
             entry["nonfinite"] = bad
         self.entries[key] = entry
-        glue_markdown(key, _VERDICT_MD[status])
+        over_seeds = self.seed_tally.get(key) if group not in ASSERTED_GROUPS else None
+        glue_markdown(key, _VERDICT_MD[status] + (f" (held at {over_seeds} seeds of the published sweep)"
+                                                  if over_seeds else ""))
         if kind == IDENTITY and group in ASSERTED_GROUPS and status != HOLDS:
             raise AssertionError(f"identity {key!r} {status}: {statement} (ours: {ours!r}; paper: {paper!r})")
         return status == HOLDS

@@ -21,7 +21,8 @@ import torch
 from vaemi.book import ledger
 from vaemi.book.machine import machine, versions
 from vaemi.book.params import Choice, validate
-from vaemi.book.results import Results, glue_markdown
+from vaemi.book.records import seed_robustness
+from vaemi.book.results import ASSERTED_GROUPS, Results, glue_markdown
 from vaemi.chapters.figures import set_style
 from vaemi.data import ORIGIN_FALLBACK, planned_origin
 from vaemi.train import resolve_device, seed_everything
@@ -77,6 +78,7 @@ class Chapter:
         results.set_meta(device=str(device), torch_version=torch.__version__, machine=machine(), versions=versions())
         FITS.clear()  # the models this chapter trains or loads (recorded by finish)
         results.started = time.perf_counter()
+        results.seed_tally = seed_tally(self.name)
         for name in [data] if isinstance(data, str) else (data or []):
             expect_data(results, name, allow_fallback=params.get("allow_fallback", True))
         return results, device
@@ -94,7 +96,25 @@ class Chapter:
             glue_markdown("ledger_summary", ledger.summary_markdown(data, self.name))
         else:
             glue_markdown("ledger_summary", "This chapter has no ledger file (`ledger/<chapter>.yaml`) yet.")
-        return results.finish()
+        table = results.finish()
+        if results.seed_tally and len(table):
+            table["held over seeds"] = [results.seed_tally.get(k, "") if g not in ASSERTED_GROUPS else ""
+                                        for k, g in zip(table["claim"], table["group"])]
+        return table
+
+
+def seed_tally(chapter: str) -> dict[str, str]:
+    """How often each claim of ``chapter`` held over its published seed sweep (:data:`vaemi.book.ledger.SEED_SWEEPS`):
+    ``{claim key: "3 of 4"}`` (with ", 1 inconclusive" where some were); empty when none is published."""
+    name = ledger.SEED_SWEEPS.get(chapter)
+    try:
+        table, _ = seed_robustness(name) if name else (None, None)
+    except FileNotFoundError:
+        return {}
+    if table is None:
+        return {}
+    return {r.claim: f"{r.held} of {r.n}" + (f", {r.inconclusive} inconclusive" if r.inconclusive else "")
+            for r in table.itertuples() if r.n}
 
 
 def expect_data(results: Results, name: str = "mnist", *, allow_fallback: bool = True) -> str:

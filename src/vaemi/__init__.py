@@ -14,6 +14,12 @@ The package is layered; each wing imports only the wings below it:
 
 ``import vaemi`` loads the core only.
 """
+import warnings
+
+with warnings.catch_warnings():  # in a kernel without ipywidgets, tqdm.auto warns once, then uses its text bar
+    warnings.simplefilter("ignore")
+    import tqdm.auto  # noqa: F401  (imported once here, quietly; the modules below import it again)
+
 from vaemi.data import ImageData, load_dataset
 from vaemi.losses import BaseLoss, get_loss
 from vaemi.models import VAE, build_vae

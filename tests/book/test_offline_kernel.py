@@ -68,7 +68,7 @@ def test_paper_profile_stops_on_missing_data_before_any_work(tmp_path):
     assert "DatasetNotFoundError" in r.stderr and "train-images-idx3-ubyte" in r.stderr, r.stderr[-3000:]
     executed = nbformat.read(out, as_version=4)
     failing = [c for c in executed.cells if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.outputs)]
-    assert len(failing) == 1 and "Results.start(" in failing[0].source  # the set-up cell, before any data or training
+    assert len(failing) == 1 and "chapter.start(" in failing[0].source  # the set-up cell, before any data or training
 
 
 def test_chapters_run_on_the_projects_kernel_not_a_user_python3(tmp_path):

@@ -133,3 +133,10 @@ def test_ledgers_load_in_the_order_of_the_table_of_contents(tmp_path):
     (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n- file: book/gamma\n- file: book/alpha\n")
     assert list(ledger.load(tmp_path / "ledger")) == ["gamma", "alpha", "beta"]  # the book's order, the rest after
     assert list(ledger.load()) == [p.stem for p in chapters(ROOT)]  # the repository: every chapter, in book order
+
+
+def test_an_item_no_seed_run_evaluated_has_no_tally():
+    runs = [_run("demo", {"rises": ("source", "not evaluated")}) for _ in range(4)]
+    assert ledger.seed_tally(ITEMS[1], runs) is None  # not "0/0": the sweep did not see this claim
+    runs[0] = _run("demo", {"rises": ("source", "holds")})
+    assert ledger.seed_tally(ITEMS[1], runs) == {"held": 1, "of": 1, "inconclusive": 0}

@@ -219,11 +219,14 @@ def _seed_runs(chapter: str, root: Path | None = None) -> tuple[str | None, list
 
 def seed_tally(item: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, int] | None:
     """In how many runs of a seed sweep the item was reproduced: ``{"held": n, "of": N, "inconclusive": k}``
-    (N counts the runs whose verdict is decided or inconclusive); None for an item with no claims or no runs."""
+    (N counts the runs whose verdict is decided or inconclusive); None for an item with no claims or no runs, or
+    whose claims no run of the sweep evaluated (a record published before they existed)."""
     if not seed_runs or not item.get("claims"):
         return None
     verdicts = [item_verdict(item, r) for r in seed_runs]
     judged = [v for v in verdicts if v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)]
+    if not judged:
+        return None
     return {"held": sum(v == REPRODUCED for v in judged), "of": len(judged),
             "inconclusive": sum(v == INCONCLUSIVE for v in judged)}
 

@@ -203,7 +203,8 @@ def load_all(directory: str | Path | None = None) -> list[dict[str, Any]]:
     """Every results file in the folder, in the order of the book's table of contents (the ``_toc.yml`` of the first
     :func:`repository_roots`; chapters it does not list after the rest), else sorted by chapter id."""
     d = Path(directory) if directory is not None else results_dir()
-    runs = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    runs = [r for r in (json.loads(p.read_text()) for p in sorted(d.glob("*.json")))
+            if isinstance(r, dict) and "chapter" in r and "entries" in r]  # not a sweep run's params.json or run.json
     roots = repository_roots()
     if roots:
         toc = (roots[0] / "_toc.yml").read_text()

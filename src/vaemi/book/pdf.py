@@ -59,7 +59,7 @@ def build_pdf(html_dir: Path, pages: list[str], out: Path, *, browser: str | Non
             for p in reader.pages:
                 writer.add_page(p)
             title = (reader.metadata.title if reader.metadata and reader.metadata.title else page).split(" — ")[0]
-            writer.add_outline_item(title, start)
+            writer.add_outline_item(title=title, page_number=start)
             print(f"[pdf] {page}: {len(reader.pages)} pages", flush=True)
     writer.add_metadata({"/Title": "Mutual information in variational autoencoders — reproduced"})
     with open(out, "wb") as f:

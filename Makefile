@@ -37,12 +37,18 @@ pdf: book
 
 # The tests never read or fill the user's model cache. The chapters run at the smoke profile with seed 0 (the strict
 # build in tests/book/test_book.py), seed 3 (the offline build) and seeds 2 and 4 (the Dask sweeps of tests/sweeps): a
-# run that stops at a seed fails the tests. nbval runs the ablation notebooks at their smoke profile.
+# run that stops at a seed fails the tests. The suite runs on TEST_WORKERS pytest-xdist workers (one per core, each
+# process single-threaded so that two workers never oversubscribe the cores); the tests that read one shared build
+# share an xdist group, so it is built once. nbval then runs the ablation notebooks at their smoke profile (a
+# notebook's cells run in order in one kernel, so that part is not split over workers). --durations lists the slowest.
+TEST_WORKERS ?= 2
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VAEMI_CACHE=$(CURDIR)/_build/test-cache \
+	VAEMI_RESULTS_DIR=$(CURDIR)/_build/nbval/results
 test: $(STAMP)
 	rm -rf _build/test-cache
 	$(PY) -m vaemi.book prepare --profile smoke --out _build/nbval --notebooks sweeps/*.ipynb
-	VAEMI_CACHE=$(CURDIR)/_build/test-cache VAEMI_RESULTS_DIR=$(CURDIR)/_build/nbval/results \
-		$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-kernel-name vaemi -p no:cacheprovider
+	$(TEST_ENV) $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 -p no:cacheprovider
+	$(TEST_ENV) $(PY) -m pytest _build/nbval --nbval-lax --nbval-kernel-name vaemi -p no:cacheprovider
 
 check-clean: $(STAMP)
 	$(PY) -m vaemi.book check-clean

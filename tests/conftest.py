@@ -45,6 +45,16 @@ def smoke_site(tmp_path_factory):
     return out, cmd, r
 
 
+def pytest_collection_modifyitems(config, items):
+    """``make test`` spreads the suite over pytest-xdist workers: every test that reads the smoke site must sit in its
+    xdist group (``@pytest.mark.xdist_group("smoke_site")``), so that one worker builds it once, not one per worker."""
+    loose = [item.nodeid for item in items if "smoke_site" in getattr(item, "fixturenames", ())
+             and "smoke_site" not in {str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args}]
+    if loose:
+        raise pytest.UsageError("these tests read the smoke site but are not in its xdist group "
+                                "(mark them pytest.mark.xdist_group('smoke_site')): " + ", ".join(loose))
+
+
 #: Each notebook's :class:`vaemi.chapters.common.Chapter` (its schema), by notebook stem.
 CHAPTER_OBJECTS = {"vae_basics": ("vae_basics", "chapter"), "infovae": ("infovae", "chapter"), "vmim": ("vmim", "chapter"),
                    "variance_loss": ("variance_loss", "chapter"), "vimae": ("vimae", "chapter"),

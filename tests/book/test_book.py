@@ -104,6 +104,7 @@ def test_profiles_exist_for_every_chapter_and_parse():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smoke_site")  # the worker that builds the site runs every test that reads it
 def test_strict_smoke_build_of_the_whole_book(smoke_site):
     """Executes every chapter with the smoke profile and renders with warnings as errors; then a warm
     rebuild must re-execute nothing."""

@@ -1,6 +1,6 @@
-"""A fresh offline machine builds the whole book on the packaged digits (banner on every chapter, claims
-that need the full data reported with their verdicts); a paper-scale run refuses the fallback before any work;
-the chapters always run on the project's own kernel."""
+"""A paper-scale run refuses the fallback before any work; the chapters always run on the project's own kernel.
+(That every chapter runs offline on the packaged digits, with its banner and its optional sections skipped, is
+tests/sweeps/test_seeds.py's offline test, at seed 3.)"""
 import json
 import os
 import subprocess
@@ -19,33 +19,6 @@ def _env(**kw):
     env = {k: v for k, v in os.environ.items() if k not in ("VAEMI_ALLOW_FALLBACK",)}
     env.update(MPLBACKEND="Agg", **kw)
     return env
-
-
-def test_offline_smoke_build_on_the_packaged_digits_with_an_untuned_seed(tmp_path):
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    out = tmp_path / "site"
-    cmd = [sys.executable, "-m", "vaemi.book", "build", "--profile", "smoke", "-p", "seed=3", "--out", str(out)]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env=_env(VAEMI_OFFLINE="1", VAEMI_DATA=str(empty), VAEMI_CACHE="off"))
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    html = out / "_build" / "html" / "book"
-    chapters = [nb.stem for nb in book.chapters(ROOT)]
-    for stem in chapters:
-        page = (html / f"{stem}.html").read_text()
-        assert "Built on reduced data" in page, f"{stem}: no reduced-data banner"
-        assert str(empty) not in page and str(tmp_path) not in page, f"{stem}: a path of this machine on the page"
-        res = json.loads((out / "_build" / "results" / f"{stem}.json").read_text())
-        assert res["meta"]["reduced_data"] and res["params"]["seed"] == 3
-        claims = [e for e in res["entries"].values() if e["kind"] == "claim"]
-        assert all(not e["asserted"] or e["status"] != "fails" for e in claims)  # the build asserted them
-    assert (html / f"{book.SCORECARD}.html").read_text().count("REDUCED DATA") >= len(chapters)
-    vmim = json.loads((out / "_build" / "results" / "vmim.json").read_text())
-    assert vmim["entries"]["fashion_status"]["value"] == "missing"  # the optional dataset's section is skipped
-    assert {vmim["entries"][k]["status"] for k in ("fashion_marginal_beats_elbo", "fashion_thesis_beats_elbo")} == {"not evaluated"}
-    vl = json.loads((out / "_build" / "results" / "variance_loss.json").read_text())
-    assert vl["entries"]["fig4_datasets_missing"]["value"] == "fashion_mnist"  # Fig. 4 runs on what is there
-    assert "FASHION-MNIST IS NOT AVAILABLE" in (html / "variance_loss.html").read_text()
 
 
 def _run(nb_path, out, params, env):

@@ -38,8 +38,8 @@ pdf: book
 # The tests never read or fill the user's model cache. The chapters run at the smoke profile with seed 0 (the strict
 # build in tests/book/test_book.py), seed 3 (the offline build) and seeds 2 and 4 (the Dask sweeps of tests/sweeps): a
 # run that stops at a seed fails the tests. The suite runs on TEST_WORKERS pytest-xdist workers (one per core, each
-# process single-threaded so that two workers never oversubscribe the cores); the tests that read one shared build
-# share an xdist group, so it is built once. nbval then runs the ablation notebooks at their smoke profile (a
+# process single-threaded so that two workers never oversubscribe the cores); tests that share one expensive fixture
+# (the smoke site) are one unit of work (XDIST_GROUPS in tests/conftest.py), so it is built once. nbval then runs the ablation notebooks at their smoke profile (a
 # notebook's cells run in order in one kernel, so that part is not split over workers). --durations lists the slowest.
 TEST_WORKERS ?= 2
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VAEMI_CACHE=$(CURDIR)/_build/test-cache \

@@ -104,12 +104,16 @@ def test_profiles_exist_for_every_chapter_and_parse():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke_site")  # the worker that builds the site runs every test that reads it
 def test_strict_smoke_build_of_the_whole_book(smoke_site):
     """Executes every chapter with the smoke profile and renders with warnings as errors; then a warm
     rebuild must re-execute nothing."""
     tmp_path, cmd, r = smoke_site
-    assert "IPKernelApp" not in r.stdout + r.stderr  # the kernel's TCP warning is not build noise
+    # the kernel's warnings (e.g. TCP ports) are not build noise; but jupyter_client sends every kernel an interrupt
+    # (SIGINT) before its shutdown request, and on a loaded machine the kernel may log that it caught it: that is
+    # the shutdown of a notebook that has finished, not a problem of the build
+    kernel_lines = [line for line in (r.stdout + r.stderr).splitlines()
+                    if "IPKernelApp" in line and "KeyboardInterrupt caught in kernel" not in line]
+    assert not kernel_lines, kernel_lines
     html = tmp_path / "_build" / "html"
     for nb in book.notebooks(ROOT):
         page = html / "book" / f"{nb.stem}.html"

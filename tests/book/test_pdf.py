@@ -11,8 +11,7 @@ from conftest import ROOT
 from vaemi.book import build as book
 from vaemi.book.pdf import build_pdf
 
-# prints every page of the smoke site (about a minute); in the xdist group that builds the site once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_site")]
+pytestmark = pytest.mark.slow  # prints every page of the smoke site: about a minute
 
 
 def test_pdf_of_the_whole_book(smoke_site, tmp_path):

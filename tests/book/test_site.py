@@ -16,8 +16,7 @@ import pytest
 from conftest import ROOT
 from vaemi.book import build as book
 
-# reads the strict smoke site (minutes to build; left out of `-m 'not slow'`); one xdist worker builds it once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_site")]
+pytestmark = pytest.mark.slow  # kernels, builds or clusters: minutes; left out of `-m 'not slow'`
 
 
 class _Page(HTMLParser):

@@ -23,8 +23,7 @@ from vaemi.book import records
 from vaemi.book.machine import cores
 from vaemi.sweep import cli, plan, publish, run, tables
 
-# kernels and clusters (minutes; left out of `-m 'not slow'`); one xdist worker runs the module's shared sweep once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("infovae_sweep")]
+pytestmark = pytest.mark.slow  # kernels, builds or clusters: minutes; left out of `-m 'not slow'`
 
 PROFILE = str(ROOT / "profiles" / "smoke" / "infovae.yaml")
 GRID = ["--grid", "lam=0.5,1.0", "--grid", "seed=2,4"]  # seeds that no other test uses: a run that stops there fails

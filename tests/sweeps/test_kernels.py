@@ -9,7 +9,7 @@ import pytest
 
 from vaemi.sweep import run
 
-pytestmark = pytest.mark.slow  # starts 40 kernels and two papermill runs: about a minute
+pytestmark = pytest.mark.slow  # starts 40 kernels and a few papermill runs: about a minute
 
 
 def _notebook(*sources):
@@ -41,3 +41,18 @@ def test_a_run_that_finished_with_a_failed_check_is_not_a_crash(tmp_path):
     rec = run.run_one(_notebook("x = 0", "raise AssertionError('not the last cell')", write), "probe", str(tmp_path / "c"), {}, "off")
     assert rec["status"] == "failed"  # an assertion before the last cell: the chapter did not finish
     assert json.loads((tmp_path / "a" / "run.json").read_text())["status"] == "checks failed"
+
+
+def _kernels():
+    import psutil  # a dependency of Dask's distributed
+
+    return [p.pid for p in psutil.Process().children(recursive=True) if "ipykernel_launcher" in " ".join(p.cmdline())]
+
+
+def test_a_run_leaves_no_kernel_behind(tmp_path):
+    """A worker runs many grid points one after another: each run's kernel (a chapter's holds ~1 GB) must stop when
+    the run ends, whether it finished or a cell failed, not linger until the worker exits."""
+    before = _kernels()
+    assert run.run_one(_notebook("x = 0", "print(1)"), "probe", str(tmp_path / "ok"), {}, "off")["status"] == "done"
+    assert run.run_one(_notebook("x = 0", "raise ValueError('broken')"), "probe", str(tmp_path / "bad"), {}, "off")["status"] == "failed"
+    assert _kernels() == before

@@ -79,6 +79,18 @@ def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
     return _EnvKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(sockets) / "kernel"))
 
 
+def _shut_down(km) -> None:
+    """Stop the kernel of ``km`` if one is still running (papermill leaves the kernel of a manager it was given
+    running: without this, every finished run would keep its kernel, and its memory, until the worker exits)."""
+    from nbclient.util import run_sync  # only where a run ends: jupyter is heavy
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception as e:  # noqa: BLE001  a kernel that is already gone, or a manager that never started one
+        print(f"[sweep] could not stop a run's kernel: {type(e).__name__}: {e}", file=sys.stderr)
+
+
 def _ran_no_cell(path: Path) -> bool:
     """Whether the executed notebook at ``path`` is missing or ran no cell (its kernel died at start)."""
     try:
@@ -160,10 +172,10 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
     out = d / f"{chapter}.ipynb"
     for attempt in range(1, KERNEL_START_TRIES + 1):
         sockets = tempfile.mkdtemp(prefix="vaemi-k")  # short: a socket's path has at most ~100 characters
+        km = kernel_manager(env, kernel, sockets)
         try:
             pm.execute_notebook(nbformat.reads(notebook_json, as_version=4), str(out), parameters=parameters, cwd=str(d),
-                                kernel_name=kernel, progress_bar=False, log_output=False,
-                                km=kernel_manager(env, kernel, sockets))
+                                kernel_name=kernel, progress_bar=False, log_output=False, km=km)
             rec.update(status="done", error=None)
         except pm.PapermillExecutionError as e:  # a cell failed: deterministic, not retried
             finished = (e.ename == "AssertionError" and _failed_in_last_cell(out)
@@ -176,6 +188,7 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
                 continue  # it died before its first cell: start it again
             raise
         finally:
+            _shut_down(km)  # nbclient shuts down only the kernels of managers it made itself: this one would linger
             shutil.rmtree(sockets, ignore_errors=True)
         break
     rec["attempts"] = attempt

@@ -36,11 +36,13 @@ pdf: book
 	$(PY) -m vaemi.book pdf
 
 # The tests never read or fill the user's model cache. The chapters run at the smoke profile with seed 0 (the strict
-# build in tests/book/test_book.py), seed 3 (the offline build) and seeds 2 and 4 (the Dask sweeps of tests/sweeps): a
-# run that stops at a seed fails the tests. The suite runs on TEST_WORKERS pytest-xdist workers (one per core, each
-# process single-threaded so that two workers never oversubscribe the cores); tests that share one expensive fixture
-# (the smoke site) are one unit of work (XDIST_GROUPS in tests/conftest.py), so it is built once. nbval then runs the ablation notebooks at their smoke profile (a
-# notebook's cells run in order in one kernel, so that part is not split over workers). --durations lists the slowest.
+# build in tests/book/test_book.py), seeds 2 and 4 (the Dask sweeps of tests/sweeps) and seed 3 offline on the
+# packaged digits (tests/sweeps/test_seeds.py): a run that stops at a seed fails the tests. The suite runs on
+# TEST_WORKERS pytest-xdist workers (one per core, each process single-threaded so that two workers never
+# oversubscribe the cores); tests that share one expensive fixture (the smoke site) are one unit of work
+# (XDIST_GROUPS in tests/conftest.py), so it is built once. nbval then runs the ablation notebooks at their smoke
+# profile (a notebook's cells run in order in one kernel, so that part is not split over workers). --durations
+# lists the slowest tests.
 TEST_WORKERS ?= 2
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VAEMI_CACHE=$(CURDIR)/_build/test-cache \
 	VAEMI_RESULTS_DIR=$(CURDIR)/_build/nbval/results

@@ -28,8 +28,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 setup: $(STAMP)
 
+# BOOK_JOBS: chapters executed at once (default: one per core, each kernel single-threaded on a 2-core machine).
+BOOK_JOBS ?=
 book: $(STAMP)
-	$(PY) -m vaemi.book build --profile book
+	$(PY) -m vaemi.book build --profile book $(if $(BOOK_JOBS),--jobs $(BOOK_JOBS))
 
 # The whole book as one PDF (_build/pdf/book.pdf), offline: the built pages printed by Debian's Chromium.
 pdf: book

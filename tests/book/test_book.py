@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from conftest import ROOT
@@ -144,3 +145,65 @@ def test_strict_smoke_build_of_the_whole_book(smoke_site):
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, (r2.stdout + r2.stderr)[-4000:]
     assert r2.stdout.count("unchanged, not re-executed") == len(book.notebooks(ROOT)), r2.stdout
+
+
+def test_chapters_run_one_per_core_each_kernel_with_its_share(monkeypatch):
+    """``make book`` executes the chapters side by side: one per core (at most one per chapter), each kernel with
+    ``cores // jobs`` threads, never more than ``OMP_NUM_THREADS`` asks for; a job count below 1 is refused."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(book, "cores", lambda: 2)
+    assert book.book_jobs(None, 5) == (2, 1)
+    assert book.book_jobs(None, 1) == (1, 2)  # one chapter left: both cores for it
+    assert book.book_jobs(1, 5) == (1, 2)
+    monkeypatch.setattr(book, "cores", lambda: 16)
+    assert book.book_jobs(None, 5) == (5, 3)
+    assert book.book_jobs(4, 5) == (4, 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert book.book_jobs(4, 5) == (4, 1)
+    with pytest.raises(SystemExit, match="--jobs must be at least 1"):
+        book.book_jobs(0, 5)
+
+
+def test_the_longest_chapters_start_first(tmp_path):
+    """The expected time of a chapter is the mean time of its published seed sweep's finished runs (0 without one)."""
+    d = tmp_path / "sweeps" / "results" / "variance-loss-seeds"
+    d.mkdir(parents=True)
+    runs = [{"status": "done", "seconds": 100.0}, {"status": "done", "seconds": 300.0},
+            {"status": "failed", "seconds": 5.0}]
+    (d / "manifest.json").write_text(json.dumps({"runs": runs}))
+    assert book.expected_seconds(tmp_path, "variance_loss") == 200.0
+    assert book.expected_seconds(tmp_path, "vimae") == 0.0
+
+
+def _tiny_book(root, cells):
+    """A book of one page per ``{stem: code}`` (a parameters cell, then the code), without summary pages."""
+    (root / "book").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   + "".join(f"  - file: book/{stem}\n" for stem in cells))
+    (root / "_config.yml").write_text("title: tiny\n")
+    (root / "references.bib").write_text("")
+    for stem, code in cells.items():
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}"),
+                    nbformat.v4.new_code_cell("seed: int = 0  # a parameter", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, root / "book" / f"{stem}.ipynb")
+
+
+@pytest.mark.slow
+def test_a_failing_chapter_stops_the_build_after_the_chapters_beside_it(tmp_path, monkeypatch):
+    """Two chapters executed side by side: the one whose cell fails stops the build, naming itself and its cell, and
+    the one that finished is kept (executed, with its cache key), so the next build re-executes only the failure."""
+    root = tmp_path / "repo"
+    _tiny_book(root, {"good": "import time; time.sleep(1); print('fine')", "bad": "raise ValueError('broken on purpose')"})
+    monkeypatch.setenv("VAEMI_RESULTS_DIR", str(tmp_path))  # execute() sets it; restored after the test
+    monkeypatch.setenv("VAEMI_PROGRESS", "")
+    with pytest.raises(SystemExit) as e:
+        book.execute(root, "book", root, jobs=2)
+    assert "bad failed in cell 2: ValueError: broken on purpose" in str(e.value)
+    assert "good" not in str(e.value)
+    staged = root / "_build" / "staging" / "book"
+    good = json.loads((staged / "good.ipynb").read_text())
+    assert good["metadata"]["vaemi"]["key"]
+    assert "fine" in json.dumps(good["cells"][-1]["outputs"])
+    assert not (staged / "bad.ipynb").exists() and (staged / "bad.running.ipynb").exists()

@@ -24,17 +24,23 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from vaemi.book import ledger
-from vaemi.book.records import load_all
+from vaemi.book.machine import cores
+from vaemi.book.records import MANIFEST, load_all
 from vaemi.data import default_root
 
-__all__ = ["execute", "render", "prepare", "notebooks", "chapters", "check_ledger", "publish_data", "toc_files", "repo_root", "profile_parameters", "execution_key", "dirty_notebooks", "main"]
+__all__ = ["book_jobs", "chapters", "check_ledger", "dirty_notebooks", "execute", "execute_one", "execution_key",
+           "kernel_manager", "main", "notebooks", "prepare", "profile_parameters", "publish_data", "render", "repo_root",
+           "shut_down", "toc_files"]
 
 SCORECARD = "scorecard"
 LEDGER = "ledger"
@@ -330,23 +336,103 @@ def sync_prose(source: Path, executed: Path) -> bool:
     return True
 
 
-def execute(root: Path, profile: str, out: Path, force: bool = False, only: list[str] | None = None,
-            overrides: dict[str, Any] | None = None) -> Path:
-    """Execute the notebooks into ``out/staging`` (cached); return the staging folder."""
-    import papermill as pm
+def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
+    """An async kernel manager whose kernel starts with ``env`` added to this process's environment (papermill gives
+    no way to pass an environment; ``os.environ`` is shared by a process's threads), talking over IPC through socket
+    files under ``sockets`` (a folder of this kernel alone): kernels started at once (chapters executed side by side,
+    sweep runs) never race for the same TCP port (a known papermill failure on a loaded machine)."""
+    # only where a kernel starts: jupyter is heavy
+    from jupyter_client.manager import AsyncKernelManager
 
+    class _EnvKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):  # type: ignore[override]
+            full = dict(kw.pop("env", None) or os.environ)
+            full.update(env)
+            return await super().start_kernel(env=full, **kw)
+
+    return _EnvKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(sockets) / "kernel"))
+
+
+def shut_down(km) -> None:
+    """Stop the kernel of ``km`` if one is still running (papermill leaves the kernel of a manager it was given
+    running: without this, every finished execution would keep its kernel, and its memory, until its process exits)."""
+    from nbclient.util import run_sync  # only where a kernel stops: jupyter is heavy
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception as e:  # noqa: BLE001  a kernel that is already gone, or a manager that never started one
+        print(f"[vaemi] could not stop a kernel: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def book_jobs(jobs: int | None, n: int) -> tuple[int, int]:
+    """``(chapters executed at once, threads of each kernel)`` for ``n`` chapters to execute.
+
+    ``jobs`` None means one chapter per core (at most ``n``): small networks train faster as two one-thread
+    kernels side by side than one after the other on two threads. Each kernel gets ``cores // jobs`` threads, or
+    fewer where ``OMP_NUM_THREADS`` asks for fewer.
+    """
+    if jobs is not None and jobs < 1:
+        raise SystemExit(f"[book] --jobs must be at least 1, not {jobs}")
+    jobs = max(1, min(jobs or cores(), n))
+    threads = max(1, cores() // jobs)
+    asked = os.environ.get("OMP_NUM_THREADS", "")
+    if asked.isdigit() and int(asked) >= 1:
+        threads = min(threads, int(asked))
+    return jobs, threads
+
+
+def expected_seconds(root: Path, stem: str) -> float:
+    """How long the chapter ``stem`` took in its published seed sweep (mean over its runs; 0 when none is
+    published): the build starts the longest chapters first, so that two cores finish together."""
+    manifest = root / "sweeps" / "results" / f"{stem.replace('_', '-')}-seeds" / MANIFEST
+    try:
+        runs = json.loads(manifest.read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        return 0.0
+    seconds = [r["seconds"] for r in runs if r.get("status") == "done" and r.get("seconds")]
+    return sum(seconds) / len(seconds) if seconds else 0.0
+
+
+def execute_one(nb: str, target: str, params: dict[str, Any], kernel: str, env: dict[str, str],
+                progress: bool) -> dict[str, Any] | None:
+    """Execute the notebook ``nb`` with papermill into ``target`` (its folder is the kernel's working folder), the
+    kernel's environment being this process's plus ``env``. Returns ``None``, or where a cell failed
+    ``{"cell", "ename", "evalue"}`` (plain data: this runs in a worker process of :func:`execute`)."""
+    import papermill as pm  # only here and in prepare: papermill is heavy
+
+    print(f"[book] {Path(nb).stem}: executing (parameters {params or 'defaults'})", flush=True)
+    sockets = tempfile.mkdtemp(prefix="vaemi-k")  # short: a socket's path has at most ~100 characters
+    km = kernel_manager(env, kernel, sockets)
+    bar = progress and {"desc": f"[book] {Path(nb).stem}", "unit": "cell", "mininterval": 2.0,
+                        "bar_format": "{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]"}
+    try:
+        pm.execute_notebook(nb, target, parameters=params, cwd=str(Path(target).parent), kernel_name=kernel,
+                            log_output=False, progress_bar=bar, km=km)
+    except pm.PapermillExecutionError as e:
+        return {"cell": e.exec_count, "ename": e.ename, "evalue": e.evalue}
+    finally:
+        shut_down(km)
+        shutil.rmtree(sockets, ignore_errors=True)
+    return None
+
+
+def execute(root: Path, profile: str, out: Path, force: bool = False, only: list[str] | None = None,
+            overrides: dict[str, Any] | None = None, jobs: int | None = None) -> Path:
+    """Execute the notebooks into ``out/staging`` (cached); return the staging folder.
+
+    The chapters whose key changed run side by side, ``jobs`` at a time (see :func:`book_jobs`), each in its own
+    kernel; the summary pages (ledger, scorecard, ...) run after them, from their results files. A chapter whose cell
+    fails stops the build once the chapters running beside it have finished (those are kept).
+    """
     staging, results = out / "_build" / "staging", out / "_build" / "results"
     results.mkdir(parents=True, exist_ok=True)
     _copy_sources(root, staging)
     os.environ["VAEMI_RESULTS_DIR"] = str(results.resolve())
     os.environ["VAEMI_PROGRESS"] = "terminal"  # the kernels' training bars go to this terminal, not the pages
-    checked = False
-    for nb in notebooks(root):
-        if only and nb.stem not in only and nb.stem not in SUMMARY_PAGES:
-            continue
-        if nb.stem in SUMMARY_PAGES and not checked:
-            check_ledger(root, results)
-            checked = True
+    kernel = ensure_kernel()
+
+    def pending(nb: Path) -> tuple[dict[str, Any], str, Path] | None:
         params = run_parameters(root, profile, nb, overrides)
         key = execution_key(root, nb, params, results)
         target = staging / nb.relative_to(root)
@@ -357,26 +443,54 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
                 decorate(nb, target, params)
             print(f"[book] {nb.stem}: unchanged, not re-executed" + (" (prose refreshed)" if refreshed else ""),
                   flush=True)
-            continue
-        print(f"[book] {nb.stem}: executing (profile {profile}, parameters {params or 'defaults'})", flush=True)
-        t0 = time.perf_counter()
+            return None
         target.parent.mkdir(parents=True, exist_ok=True)
+        return params, key, target
+
+    def finish(nb: Path, params: dict[str, Any], key: str, target: Path, failure: dict[str, Any] | None,
+               seconds: float) -> str | None:
         tmp = target.with_suffix(".running.ipynb")
-        try:
-            pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(target.parent),
-                                kernel_name=ensure_kernel(), log_output=False,
-                                progress_bar={"desc": f"[book] {nb.stem}", "unit": "cell", "mininterval": 2.0,
-                                              "bar_format": "{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]"})
-        except pm.PapermillExecutionError as e:
-            raise SystemExit(f"[book] {nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                             f"        the executed notebook is at {tmp}") from None
+        if failure:
+            return (f"[book] {nb.stem} failed in cell {failure['cell']}: {failure['ename']}: {failure['evalue']}\n"
+                    f"        the executed notebook is at {tmp}")
         if nb.stem in SUMMARY_PAGES:  # its key depends on results that exist only now
             key = execution_key(root, nb, params, results)
         _finish_notebook(tmp, key, profile, params)
         if nb.stem not in SUMMARY_PAGES:
             decorate(nb, tmp, {**notebook_defaults(nb), **params})
         os.replace(tmp, target)
-        print(f"[book] {nb.stem}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"[book] {nb.stem}: done in {seconds:.0f} s", flush=True)
+        return None
+
+    selected = [nb for nb in notebooks(root) if not only or nb.stem in only or nb.stem in SUMMARY_PAGES]
+    todo = [(nb, *p) for nb in selected if nb.stem not in SUMMARY_PAGES and (p := pending(nb))]
+    todo.sort(key=lambda t: -expected_seconds(root, t[0].stem))  # the longest first
+    failures: list[str] = []
+    if todo:
+        n_jobs, threads = book_jobs(jobs, len(todo))
+        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        print(f"[book] executing {', '.join(t[0].stem for t in todo)} (profile {profile}; {n_jobs} at a time, "
+              f"{threads} thread{'s' * (threads > 1)} each)", flush=True)
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
+            started = {}
+            for nb, params, key, target in todo:
+                fut = pool.submit(execute_one, str(nb), str(target.with_suffix(".running.ipynb")), params, kernel,
+                                  env, n_jobs == 1)
+                started[fut] = (nb, params, key, target, time.perf_counter())
+            for fut in as_completed(started):
+                nb, params, key, target, t0 = started[fut]
+                if msg := finish(nb, params, key, target, fut.result(), time.perf_counter() - t0):
+                    failures.append(msg)
+    if failures:
+        raise SystemExit("\n".join(failures))
+    check_ledger(root, results)
+    for nb in selected:
+        if nb.stem in SUMMARY_PAGES and (p := pending(nb)):
+            params, key, target = p
+            t0 = time.perf_counter()
+            failure = execute_one(str(nb), str(target.with_suffix(".running.ipynb")), params, kernel, {}, True)
+            if msg := finish(nb, params, key, target, failure, time.perf_counter() - t0):
+                raise SystemExit(msg)
     return staging
 
 
@@ -525,6 +639,8 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="set a parameter (YAML value) in every chapter that has it, over the profile; repeatable")
     b.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    b.add_argument("-j", "--jobs", type=int, default=None,
+                   help="chapters executed at once, each kernel with cores/JOBS threads (default: one per core)")
     p = sub.add_parser("prepare", help="parameterized copies for nbval")
     p.add_argument("--profile", default="smoke", choices=PROFILES)
     p.add_argument("--out", required=True)
@@ -542,7 +658,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(a.out) if a.out else (root if a.profile == "book" else root / "_build" / a.profile)
         out = out.resolve()
         t0 = time.perf_counter()
-        staging = execute(root, a.profile, out, a.force, a.only, overrides)
+        staging = execute(root, a.profile, out, a.force, a.only, overrides, a.jobs)
         publish_data(out / "_build" / "results", staging)
         html = render(staging, out, strict=not a.no_strict)
         print(f"[book] built {html} in {time.perf_counter() - t0:.0f} s; results in {out / '_build' / 'results'}")

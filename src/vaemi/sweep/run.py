@@ -34,13 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaemi.book.build import ensure_kernel
+from vaemi.book.build import ensure_kernel, kernel_manager, shut_down
 from vaemi.book.machine import cores
 from vaemi.book.records import MANIFEST
 from vaemi.sweep.plan import SweepError, plan_runs
 from vaemi.sweep.tables import aggregate
 
-__all__ = ["STATUSES", "KERNEL_START_TRIES", "is_finished", "kernel_manager", "run_one", "run_sweep"]
+__all__ = ["STATUSES", "KERNEL_START_TRIES", "is_finished", "run_one", "run_sweep"]
 
 
 #: A run's status: ``checks failed`` = the chapter ran to its end with its verdicts, but a derivation or consistency
@@ -61,34 +61,6 @@ def is_finished(run_dir: str | Path, chapter: str) -> bool:
         return False
     return rec.get("status") == "done" and (d / f"{chapter}.json").is_file()
 
-
-
-def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
-    """An async kernel manager whose kernel starts with ``env`` added to this process's environment (papermill gives
-    no way to pass an environment; ``os.environ`` is shared by a worker's threads), talking over IPC through socket
-    files under ``sockets`` (a folder of this run alone): kernels started at once by many workers never race for the
-    same TCP port (a known papermill failure on a loaded machine)."""
-    from jupyter_client.manager import AsyncKernelManager  # only where a run starts: jupyter is heavy
-
-    class _EnvKernelManager(AsyncKernelManager):
-        async def start_kernel(self, **kw):  # type: ignore[override]
-            full = dict(kw.pop("env", None) or os.environ)
-            full.update(env)
-            return await super().start_kernel(env=full, **kw)
-
-    return _EnvKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(sockets) / "kernel"))
-
-
-def _shut_down(km) -> None:
-    """Stop the kernel of ``km`` if one is still running (papermill leaves the kernel of a manager it was given
-    running: without this, every finished run would keep its kernel, and its memory, until the worker exits)."""
-    from nbclient.util import run_sync  # only where a run ends: jupyter is heavy
-
-    try:
-        if run_sync(km.is_alive)():
-            run_sync(km.shutdown_kernel)(now=True)
-    except Exception as e:  # noqa: BLE001  a kernel that is already gone, or a manager that never started one
-        print(f"[sweep] could not stop a run's kernel: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _ran_no_cell(path: Path) -> bool:
@@ -188,7 +160,7 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
                 continue  # it died before its first cell: start it again
             raise
         finally:
-            _shut_down(km)  # nbclient shuts down only the kernels of managers it made itself: this one would linger
+            shut_down(km)  # nbclient shuts down only the kernels of managers it made itself: this one would linger
             shutil.rmtree(sockets, ignore_errors=True)
         break
     rec["attempts"] = attempt

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from vaemi import build_vae, get_loss, train
+from vaemi.train.variants import fit
 from vaemi.losses import ELBOLoss
 from vaemi.train.loop import NonFiniteLossError, load_checkpoint, read_resume_state, seed_everything
 
@@ -43,6 +44,33 @@ def test_nan_names_first_bad_step_and_keeps_last_good_weights(tmp_path, tiny_ima
     if check_every == CADENCE:  # the last passed check is the end of epoch 0 = the checkpoint
         for k, v in saved["model"].items():
             assert torch.equal(v.cpu(), m.state_dict()[k].cpu()), k  # train() may have moved m to a GPU
+
+
+def test_the_error_says_where_and_carries_the_finished_epochs(tiny_images):
+    with pytest.raises(NonFiniteLossError) as e:
+        train(_model(), _NaNAt(5), tiny_images, epochs=3, batch_size=16, progress=False)
+    assert e.value.step == 5 and len(e.value.history) == 1 and e.value.history[0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_fit_can_stop_at_a_divergence_and_keep_the_last_finite_weights(tmp_path, monkeypatch, tiny_images, use_cache):
+    """``on_nonfinite="stop"`` (an objective known to be unbounded): the model keeps its last finite weights, the
+    status says "diverged" and where, the finished epochs are its history, and nothing is cached; the default still
+    raises, and an unknown choice is refused."""
+    monkeypatch.setenv("VAEMI_CACHE", str(tmp_path / "cache"))
+    m = _model()
+    r = fit(m, _NaNAt(5), tiny_images, epochs=3, batch_size=16, progress=False, use_cache=use_cache,
+            on_nonfinite="stop")
+    assert r.status == "diverged" and r.extra["diverged_at_step"] == 5 and "step 5" in r.extra["diverged"]
+    assert len(r.history) == 1 and _all_finite(r.model.state_dict())
+    assert not list((tmp_path / "cache").glob("*.pt"))  # a diverged model is never a cache entry
+    ok = fit(_model(), _NaNAt(10**6), tiny_images, epochs=1, batch_size=16, progress=False, use_cache=False,
+             on_nonfinite="stop")
+    assert ok.status == "trained"
+    with pytest.raises(NonFiniteLossError):
+        fit(_model(), _NaNAt(5), tiny_images, epochs=3, batch_size=16, progress=False, use_cache=False)
+    with pytest.raises(ValueError, match="on_nonfinite must be 'raise' or 'stop'"):
+        fit(_model(), _NaNAt(5), tiny_images, epochs=1, progress=False, on_nonfinite="ignore")
 
 
 def test_nan_in_first_epoch_with_cadence_leaves_initial_weights(tiny_images):

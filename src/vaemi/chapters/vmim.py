@@ -43,7 +43,7 @@ from vaemi.train import seed_everything
 
 __all__ = ["chapter", "clustering", "Check", "record_checks", "record_all", "all_decided", "category_sweep_figure", "margin_for",
            "joint_epoch_report", "train_digit_classifier", "DigitClassifier", "CLASSIFIER_MIN_ACC",
-           "paper_profile", "load_ablation", "ABLATION"]
+           "paper_profile", "load_ablation", "ABLATION", "divergence_text"]
 
 
 # ------------------------------------------------------------------------------------------- parameters
@@ -947,6 +947,19 @@ def check_zhat_information(elbo_model: VAE, mi_model: VAE, x: torch.Tensor, mi_d
               ours=dict(ranks=mi_ranks, bounds=per_dim.round(4).tolist()), kind=ESTIMATE, group="source",
               paper="abstract: 'select particular components of it to be most informative'",
               fails_if="an MI dimension ranks below the top quarter")]
+
+
+def divergence_text(runs: Mapping[Any, Any], steps: int) -> str:
+    """What the page says of the experiment-1 MI models whose loss became non-finite (:func:`vaemi.train.fit` with
+    ``on_nonfinite="stop"``: training stopped there and the model keeps its last finite weights), for ``runs``
+    ``{lambda: Trained}`` of ``steps`` training steps each."""
+    bad = {lam: r for lam, r in runs.items() if r.status == "diverged"}
+    if not bad:
+        return f"every MI model trained to its last step ({steps})"
+    told = "; ".join(f"the λ = {lam:g} model became non-finite at step {r.extra['diverged_at_step'] + 1} of {steps}"
+                     for lam, r in bad.items())
+    return (f"the loss of {told}, the unbounded direction reached: training stopped there, and the last finite "
+            "weights are what the numbers above measure")
 
 
 @torch.no_grad()

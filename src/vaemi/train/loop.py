@@ -72,7 +72,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite during training.
+
+    Attributes
+    ----------
+    step : int or None
+        The first non-finite training step (counted from the start of training), or ``None`` for a non-finite
+        evaluation metric.
+    history : list of dict
+        The rows of the epochs that finished before it.
+    """
+
+    def __init__(self, message: str, step: int | None = None, history: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.step, self.history = step, list(history or [])
 
 
 class History:
@@ -309,7 +322,7 @@ def train(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs:
         shown = {k: round(float(v), 4) for k, v in last_logs.items() if v.ndim == 0}
         raise NonFiniteLossError(
             f"{what} became non-finite at epoch {s // steps_per_epoch}, step {s} (values at the check: "
-            f"{shown}); the model holds the last finite weights. " + _ADVICE
+            f"{shown}); the model holds the last finite weights. " + _ADVICE, step=s, history=history.records
         )
 
     n = x.shape[0]

@@ -21,7 +21,7 @@ from vaemi.data import ImageData
 from vaemi.losses import BaseLoss
 from vaemi.models import VAE
 from vaemi.train import cache
-from vaemi.train.loop import History, progress_note, resolve_device, train
+from vaemi.train.loop import History, NonFiniteLossError, progress_note, resolve_device, train
 
 __all__ = ["Trained", "fit", "fit_counts", "train_variants", "FITS"]
 
@@ -33,8 +33,9 @@ class Trained:
     Attributes
     ----------
     status : str
-        ``"trained"`` (from scratch), ``"resumed"`` (continued from an interrupted run) or
-        ``"loaded"`` (from the model cache).
+        ``"trained"`` (from scratch), ``"resumed"`` (continued from an interrupted run), ``"loaded"`` (from the
+        model cache) or ``"diverged"`` (its loss became non-finite and ``fit`` was told to stop there: the model
+        holds the last finite weights, ``extra`` says where, and it is not cached).
     """
 
     model: VAE
@@ -71,8 +72,12 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
         lr: float = 1e-3, seed: int = 0, device: str | torch.device | None = None,
         eval_fn: Callable[[VAE, int], dict[str, float]] | None = None, aux_lr: float | None = None,
         use_cache: bool = True, desc: str = "train", progress: bool = True,
-        betas: tuple[float, float] = (0.9, 0.999)) -> Trained:
+        betas: tuple[float, float] = (0.9, 0.999), on_nonfinite: str = "raise") -> Trained:
     """Train ``model`` with ``loss`` through the model cache; see :func:`vaemi.train.loop.train`.
+
+    ``on_nonfinite`` says what a non-finite loss does: ``"raise"`` (:class:`~vaemi.train.loop.NonFiniteLossError`)
+    or ``"stop"``: training ends there and the model keeps its last finite weights, with status ``"diverged"``
+    (for an objective that is known to be unbounded, whose divergence is a result, not a fault).
 
     The key covers the model (architecture, settings and its weights *now*, i.e. the
     initialization), the loss, the data and the settings; ``eval_fn`` is not part of it, so a change
@@ -84,13 +89,28 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
     Trained
         With ``status`` "trained", "resumed" or "loaded".
     """
+    if on_nonfinite not in ("raise", "stop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'stop', not {on_nonfinite!r}")
     device = resolve_device(device)
     root = cache.cache_root() if use_cache else None
     aux = loss.auxiliary()
     t0 = time.perf_counter()
+
+    def diverged(e: NonFiniteLossError) -> Trained:
+        if progress:
+            progress_note(f"{desc}: stopped, {str(e).split('; ')[0]}")
+        FITS.append("trained")
+        return Trained(model, loss, History(e.history), "diverged", None, time.perf_counter() - t0,
+                       extra={"diverged_at_step": e.step, "diverged": str(e).split("; ")[0]})
+
     if root is None:
-        h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                  eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas)
+        try:
+            h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                      eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas)
+        except NonFiniteLossError as e:
+            if on_nonfinite == "raise":
+                raise
+            return diverged(e)
         FITS.append("trained")
         return Trained(model, loss, h, "trained", None, time.perf_counter() - t0)
     x = _images(data)
@@ -111,9 +131,15 @@ def fit(model: VAE, loss: BaseLoss, data: ImageData | torch.Tensor, *, epochs: i
         FITS.append("loaded")
         return Trained(model, loss, History(state["history"]), "loaded", key, time.perf_counter() - t0)
     partial = cache.check_partial(root, key)
-    h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-              eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas,
-              checkpoint=cache.partial_path(root, key), resume=partial is not None)
+    try:
+        h = train(model, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                  eval_fn=eval_fn, aux_lr=aux_lr, desc=desc, progress=progress, betas=betas,
+                  checkpoint=cache.partial_path(root, key), resume=partial is not None)
+    except NonFiniteLossError as e:
+        if on_nonfinite == "raise":
+            raise
+        cache.partial_path(root, key).unlink(missing_ok=True)  # a diverged training is not resumed: it is a result
+        return diverged(e)
     steps = epochs * ((x.shape[0] + batch_size - 1) // batch_size)
     cache.store(root, key, model, aux, h.records, steps)
     cache.partial_path(root, key).unlink(missing_ok=True)

@@ -4,6 +4,7 @@ on a correct case, and a deliberately broken model, loss or input makes the func
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -205,3 +206,12 @@ def test_lambda_sweep_verdicts():
     v = _verdicts(vm.check_lambda_sweep({0.0: 0.010, 0.3: 0.05, 1.0: 0.04, 3.0: 0.09}))
     assert v["low_lam_like_vae"] is False and v["impact_monotone"] is False
     assert _verdicts(vm.check_lambda_sweep({0.0: 0.01, 1.0: 0.05}))["impact_monotone"] is None  # one lambda > 0: no step
+
+
+def test_the_page_names_the_experiment_1_models_that_diverged():
+    """Experiment 1's lambda > 1 objective is unbounded above: a model whose loss became non-finite is named with its
+    step (1-based) on the page; with none, the page says every model trained to its last step."""
+    ok, bad = SimpleNamespace(status="trained", extra={}), SimpleNamespace(status="diverged", extra={"diverged_at_step": 513})
+    assert vm.divergence_text({0.3: ok, 1.0: ok}, 600) == "every MI model trained to its last step (600)"
+    text = vm.divergence_text({0.3: ok, 3.0: bad}, 600)
+    assert "λ = 3 model became non-finite at step 514 of 600" in text and "0.3" not in text

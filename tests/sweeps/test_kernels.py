@@ -56,3 +56,15 @@ def test_a_run_leaves_no_kernel_behind(tmp_path):
     assert run.run_one(_notebook("x = 0", "print(1)"), "probe", str(tmp_path / "ok"), {}, "off")["status"] == "done"
     assert run.run_one(_notebook("x = 0", "raise ValueError('broken')"), "probe", str(tmp_path / "bad"), {}, "off")["status"] == "failed"
     assert _kernels() == before
+
+
+def test_a_run_does_not_inherit_the_dask_workers_malloc_setting(tmp_path, monkeypatch):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers; a run's kernel that inherited it trained a conv VAE
+    1.5x slower (benchmarks/malloc_trim.py). The kernel gets the rest of the worker's environment."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("VAEMI_PROBE", "kept")
+    probe = ("import json, os\njson.dump({'chapter': 'probe', 'entries': {k: os.environ.get(k) for k in "
+             "('MALLOC_TRIM_THRESHOLD_', 'VAEMI_PROBE')}}, open(os.environ['VAEMI_RESULTS_DIR'] + '/probe.json', 'w'))")
+    assert run.run_one(_notebook("x = 0", probe), "probe", str(tmp_path / "env"), {}, "off")["status"] == "done"
+    seen = json.loads((tmp_path / "env" / "probe.json").read_text())["entries"]
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": None, "VAEMI_PROBE": "kept"}

@@ -336,11 +336,12 @@ def sync_prose(source: Path, executed: Path) -> bool:
     return True
 
 
-def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
-    """An async kernel manager whose kernel starts with ``env`` added to this process's environment (papermill gives
-    no way to pass an environment; ``os.environ`` is shared by a process's threads), talking over IPC through socket
-    files under ``sockets`` (a folder of this kernel alone): kernels started at once (chapters executed side by side,
-    sweep runs) never race for the same TCP port (a known papermill failure on a loaded machine)."""
+def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path, unset: tuple[str, ...] = ()):
+    """An async kernel manager whose kernel starts with ``env`` added to this process's environment and the variables
+    ``unset`` removed from it (papermill gives no way to pass an environment; ``os.environ`` is shared by a process's
+    threads), talking over IPC through socket files under ``sockets`` (a folder of this kernel alone): kernels started
+    at once (chapters executed side by side, sweep runs) never race for the same TCP port (a known papermill failure
+    on a loaded machine)."""
     # only where a kernel starts: jupyter is heavy
     from jupyter_client.manager import AsyncKernelManager
 
@@ -348,6 +349,8 @@ def kernel_manager(env: dict[str, str], kernel_name: str, sockets: str | Path):
         async def start_kernel(self, **kw):  # type: ignore[override]
             full = dict(kw.pop("env", None) or os.environ)
             full.update(env)
+            for name in unset:
+                full.pop(name, None)
             return await super().start_kernel(env=full, **kw)
 
     return _EnvKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(sockets) / "kernel"))
@@ -397,11 +400,13 @@ def expected_seconds(root: Path, stem: str) -> float:
 def execute_one(nb: str, target: str, params: dict[str, Any], kernel: str, env: dict[str, str],
                 progress: bool) -> dict[str, Any] | None:
     """Execute the notebook ``nb`` with papermill into ``target`` (its folder is the kernel's working folder), the
-    kernel's environment being this process's plus ``env``. Returns ``None``, or where a cell failed
-    ``{"cell", "ename", "evalue"}`` (plain data: this runs in a worker process of :func:`execute`)."""
+    kernel's environment being this process's plus ``env``. Returns ``{"seconds", "failure"}`` (plain data: this runs in
+    a worker process of :func:`execute`): the time from the kernel's start, and ``None`` or, where a cell failed,
+    ``{"cell", "ename", "evalue"}``."""
     import papermill as pm  # only here and in prepare: papermill is heavy
 
-    print(f"[book] {Path(nb).stem}: executing (parameters {params or 'defaults'})", flush=True)
+    print(f"\n[book] {Path(nb).stem}: executing (parameters {params or 'defaults'})", flush=True)
+    t0 = time.perf_counter()
     sockets = tempfile.mkdtemp(prefix="vaemi-k")  # short: a socket's path has at most ~100 characters
     km = kernel_manager(env, kernel, sockets)
     bar = progress and {"desc": f"[book] {Path(nb).stem}", "unit": "cell", "mininterval": 2.0,
@@ -410,11 +415,13 @@ def execute_one(nb: str, target: str, params: dict[str, Any], kernel: str, env: 
         pm.execute_notebook(nb, target, parameters=params, cwd=str(Path(target).parent), kernel_name=kernel,
                             log_output=False, progress_bar=bar, km=km)
     except pm.PapermillExecutionError as e:
-        return {"cell": e.exec_count, "ename": e.ename, "evalue": e.evalue}
+        failure = {"cell": e.exec_count, "ename": e.ename, "evalue": e.evalue}
+    else:
+        failure = None
     finally:
         shut_down(km)
         shutil.rmtree(sockets, ignore_errors=True)
-    return None
+    return {"seconds": time.perf_counter() - t0, "failure": failure}
 
 
 def execute(root: Path, profile: str, out: Path, force: bool = False, only: list[str] | None = None,
@@ -447,9 +454,8 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
         target.parent.mkdir(parents=True, exist_ok=True)
         return params, key, target
 
-    def finish(nb: Path, params: dict[str, Any], key: str, target: Path, failure: dict[str, Any] | None,
-               seconds: float) -> str | None:
-        tmp = target.with_suffix(".running.ipynb")
+    def finish(nb: Path, params: dict[str, Any], key: str, target: Path, ran: dict[str, Any]) -> str | None:
+        tmp, failure, seconds = target.with_suffix(".running.ipynb"), ran["failure"], ran["seconds"]
         if failure:
             return (f"[book] {nb.stem} failed in cell {failure['cell']}: {failure['ename']}: {failure['evalue']}\n"
                     f"        the executed notebook is at {tmp}")
@@ -476,10 +482,9 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
             for nb, params, key, target in todo:
                 fut = pool.submit(execute_one, str(nb), str(target.with_suffix(".running.ipynb")), params, kernel,
                                   env, n_jobs == 1)
-                started[fut] = (nb, params, key, target, time.perf_counter())
+                started[fut] = (nb, params, key, target)
             for fut in as_completed(started):
-                nb, params, key, target, t0 = started[fut]
-                if msg := finish(nb, params, key, target, fut.result(), time.perf_counter() - t0):
+                if msg := finish(*started[fut], fut.result()):
                     failures.append(msg)
     if failures:
         raise SystemExit("\n".join(failures))
@@ -487,9 +492,8 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
     for nb in selected:
         if nb.stem in SUMMARY_PAGES and (p := pending(nb)):
             params, key, target = p
-            t0 = time.perf_counter()
-            failure = execute_one(str(nb), str(target.with_suffix(".running.ipynb")), params, kernel, {}, True)
-            if msg := finish(nb, params, key, target, failure, time.perf_counter() - t0):
+            ran = execute_one(str(nb), str(target.with_suffix(".running.ipynb")), params, kernel, {}, True)
+            if msg := finish(nb, params, key, target, ran):
                 raise SystemExit(msg)
     return staging
 

@@ -46,6 +46,10 @@ __all__ = ["STATUSES", "KERNEL_START_TRIES", "is_finished", "run_one", "run_swee
 #: A run's status: ``checks failed`` = the chapter ran to its end with its verdicts, but a derivation or consistency
 #: check failed in its last cell (its results file is there); ``failed`` = it crashed before that.
 STATUSES = ("pending", "running", "done", "checks failed", "failed")
+#: Variables of a Dask worker's environment that a run's kernel does not inherit. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers (``distributed.nanny.pre-spawn-environ``); setting it turns off glibc's
+#: adaptive mmap threshold, so every large tensor of a training step is mmapped, zeroed and unmapped again.
+KERNEL_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
 #: Starts of a run's kernel before it is given up: a kernel that dies before its first cell is started again.
 KERNEL_START_TRIES = 3
 
@@ -144,7 +148,7 @@ def run_one(notebook_json: str, chapter: str, run_dir: str, parameters: dict[str
     out = d / f"{chapter}.ipynb"
     for attempt in range(1, KERNEL_START_TRIES + 1):
         sockets = tempfile.mkdtemp(prefix="vaemi-k")  # short: a socket's path has at most ~100 characters
-        km = kernel_manager(env, kernel, sockets)
+        km = kernel_manager(env, kernel, sockets, unset=KERNEL_UNSET)
         try:
             pm.execute_notebook(nbformat.reads(notebook_json, as_version=4), str(out), parameters=parameters, cwd=str(d),
                                 kernel_name=kernel, progress_bar=False, log_output=False, km=km)

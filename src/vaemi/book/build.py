@@ -398,7 +398,7 @@ def expected_seconds(root: Path, stem: str) -> float:
 
 
 def execute_one(nb: str, target: str, params: dict[str, Any], kernel: str, env: dict[str, str],
-                progress: bool) -> dict[str, Any] | None:
+                progress: bool) -> dict[str, Any]:
     """Execute the notebook ``nb`` with papermill into ``target`` (its folder is the kernel's working folder), the
     kernel's environment being this process's plus ``env``. Returns ``{"seconds", "failure"}`` (plain data: this runs in
     a worker process of :func:`execute`): the time from the kernel's start, and ``None`` or, where a cell failed,
@@ -430,7 +430,8 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
 
     The chapters whose key changed run side by side, ``jobs`` at a time (see :func:`book_jobs`), each in its own
     kernel; the summary pages (ledger, scorecard, ...) run after them, from their results files. A chapter whose cell
-    fails stops the build once the chapters running beside it have finished (those are kept).
+    fails stops the build once the chapters running beside it have finished (those are kept); the chapters still
+    queued are not started.
     """
     staging, results = out / "_build" / "staging", out / "_build" / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -484,8 +485,12 @@ def execute(root: Path, profile: str, out: Path, force: bool = False, only: list
                                   env, n_jobs == 1)
                 started[fut] = (nb, params, key, target)
             for fut in as_completed(started):
+                if fut.cancelled():
+                    continue
                 if msg := finish(*started[fut], fut.result()):
                     failures.append(msg)
+                    for queued in started:  # the chapters not started yet wait for the next build
+                        queued.cancel()
     if failures:
         raise SystemExit("\n".join(failures))
     check_ledger(root, results)

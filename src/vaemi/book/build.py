@@ -182,15 +182,19 @@ def ensure_kernel() -> str:
 def install_kernel() -> Path:
     """Register this interpreter as the kernelspec :data:`KERNEL` in ``sys.prefix`` (the virtual
     environment), quiet except for errors; return the kernelspec folder."""
-    from ipykernel.kernelspec import install
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
 
-    path = Path(install(kernel_name=KERNEL, display_name="Python (vaemi)", prefix=sys.prefix))
-    spec_file = path / "kernel.json"
-    spec = json.loads(spec_file.read_text())
-    spec["argv"] = [sys.executable, *[a for a in spec["argv"][1:] if not a.startswith("--IPKernelApp.log_level")],
-                    "--IPKernelApp.log_level=ERROR"]
-    spec_file.write_text(json.dumps(spec, indent=1))
-    return path
+    # the spec is staged in a folder of ours: ipykernel's own ``install`` leaves an empty temporary folder behind
+    with tempfile.TemporaryDirectory(prefix="vaemi-spec") as tmp:
+        staged = Path(write_kernel_spec(Path(tmp) / KERNEL, overrides={"display_name": "Python (vaemi)"},
+                                        python_arguments=["-Xfrozen_modules=off"]))
+        spec_file = staged / "kernel.json"
+        spec = json.loads(spec_file.read_text())
+        spec["argv"] = [sys.executable, *[a for a in spec["argv"][1:] if not a.startswith("--IPKernelApp.log_level")],
+                        "--IPKernelApp.log_level=ERROR"]
+        spec_file.write_text(json.dumps(spec, indent=1))
+        return Path(KernelSpecManager().install_kernel_spec(str(staged), kernel_name=KERNEL, prefix=sys.prefix))
 
 
 def _text(cell: dict[str, Any]) -> str:
@@ -364,6 +368,8 @@ def shut_down(km) -> None:
     try:
         if run_sync(km.is_alive)():
             run_sync(km.shutdown_kernel)(now=True)
+        else:  # a kernel that died: its connection file (in the temporary folder) is still to be removed
+            run_sync(km.cleanup_resources)()
     except Exception as e:  # noqa: BLE001  a kernel that is already gone, or a manager that never started one
         print(f"[vaemi] could not stop a kernel: {type(e).__name__}: {e}", file=sys.stderr)
 
